@@ -1,0 +1,134 @@
+"""Command line: ``python -m grader COMMAND``.
+
+    release [LESSON ...]            regenerate lessons/ from solutions/
+    autograde DIR --lesson LESSON   grade a folder of submissions (one notebook, folder or zip per student)
+    feedback --lesson LESSON        HTML feedback for graded submissions (hidden tests removed)
+    export [--out FILE]             grades as CSV
+    selfcheck [LESSON ...]          solution scores full marks, untouched release scores 0
+    execute [--smoke|--full] [LESSON ...]   run solutions/ notebooks with papermill
+    normalize [NOTEBOOK ...]        strip outputs and volatile metadata
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import config
+
+
+def _lessons(names: list[str]) -> list[str]:
+    known = config.lessons()
+    chosen = []
+    for name in names or known:
+        matches = [k for k in known if k == name or k.startswith(name + "_") or k[:2] == name.zfill(2)]
+        if not matches:
+            sys.exit(f"unknown lesson {name!r}; known lessons: {', '.join(known)}")
+        chosen.extend(m for m in matches if m not in chosen)
+    return chosen
+
+
+def cmd_release(args) -> int:
+    from . import course
+
+    for path in course.release(_lessons(args.lessons)):
+        print(f"released {path.relative_to(config.REPO)}")
+    return 0
+
+
+def cmd_autograde(args) -> int:
+    from . import course
+
+    lesson = _lessons([args.lesson])[0]
+    results = course.autograde(args.folder, lesson, smoke=not args.full)
+    print(course.format_results(lesson, results))
+    return 0
+
+
+def cmd_feedback(args) -> int:
+    from . import course
+
+    folder = course.feedback(_lessons([args.lesson])[0], args.student)
+    print(f"feedback written under {folder}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import course
+
+    print(f"grades written to {course.export(args.out)}")
+    return 0
+
+
+def cmd_selfcheck(args) -> int:
+    from . import selfcheck
+
+    checks = []
+    for lesson in _lessons(args.lessons):
+        checks.append(selfcheck.check_lesson(lesson))
+        print(f"checked {lesson}: {'ok' if checks[-1].ok else 'FAIL'} ({checks[-1].seconds:.0f}s)", flush=True)
+    print(selfcheck.format_table(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_execute(args) -> int:
+    from . import execute
+
+    smoke = True if args.smoke else False if args.full else None
+    runs = execute.execute_all(_lessons(args.lessons), smoke=smoke, out=Path(args.out))
+    print(f"timing table: {Path(args.out) / 'timings.md'}")
+    return 0 if all(r.status == "ok" for r in runs) else 1
+
+
+def cmd_normalize(args) -> int:
+    from . import notebooks
+
+    paths = [Path(p) for p in args.notebooks] or sorted(config.REPO.glob("solutions/*/*.ipynb")) + sorted(
+        config.REPO.glob("lessons/*/*.ipynb"))
+    for path in paths:
+        if notebooks.normalize_file(path):
+            print(f"normalized {path}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m grader", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("release", help="regenerate lessons/ from solutions/")
+    s.add_argument("lessons", nargs="*", help="lesson ids or numbers (default: all)")
+    s.set_defaults(func=cmd_release)
+    s = sub.add_parser("autograde", help="grade a folder of student submissions")
+    s.add_argument("folder", help="one <student>.ipynb, <student>/ folder or <student>.zip per student")
+    s.add_argument("--lesson", required=True, help="lesson id or number, e.g. 01")
+    s.add_argument("--full", action="store_true", help="grade in full mode instead of smoke mode")
+    s.set_defaults(func=cmd_autograde)
+    s = sub.add_parser("feedback", help="generate HTML feedback (hidden tests removed)")
+    s.add_argument("--lesson", required=True)
+    s.add_argument("--student", default=None)
+    s.set_defaults(func=cmd_feedback)
+    s = sub.add_parser("export", help="export grades to CSV")
+    s.add_argument("--out", default=str(config.REPO / config.WORK / "grades.csv"))
+    s.set_defaults(func=cmd_export)
+    s = sub.add_parser("selfcheck", help="solutions score full marks, untouched lessons score 0")
+    s.add_argument("lessons", nargs="*")
+    s.set_defaults(func=cmd_selfcheck)
+    s = sub.add_parser("execute", help="execute solutions/ notebooks with papermill")
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", action="store_true", help="fast CPU check (default without a GPU)")
+    mode.add_argument("--full", action="store_true", help="full mode (default with a GPU)")
+    s.add_argument("--out", default=str(config.REPO / "build" / "executed"))
+    s.add_argument("lessons", nargs="*")
+    s.set_defaults(func=cmd_execute)
+    s = sub.add_parser("normalize", help="strip outputs and volatile metadata from notebooks")
+    s.add_argument("notebooks", nargs="*")
+    s.set_defaults(func=cmd_normalize)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

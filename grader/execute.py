@@ -1,0 +1,81 @@
+"""Execute every ``solutions/`` notebook with papermill, in lesson order.
+
+Smoke mode (``SMOKE=True``) is the default on a machine without a GPU and full mode
+where CUDA is present. Executed copies and a timing table go to ``build/executed/``.
+A failure names the notebook and the cell, and the remaining notebooks still run.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config
+
+BUILD = config.REPO / "build" / "executed"
+
+
+@dataclass
+class Run:
+    lesson: str
+    mode: str
+    seconds: float
+    status: str
+
+
+def default_smoke() -> bool:
+    """Full mode only where a CUDA GPU is present."""
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+
+
+def execute_lesson(lesson: str, smoke: bool, out: Path = BUILD, root: Path = config.REPO) -> Run:
+    """Run one lesson's solution notebook; return its timing and status."""
+    import papermill as pm
+
+    source = config.lesson_notebook(lesson, root, config.SOURCE)
+    target = out / f"{lesson}.ipynb"
+    os.environ["COURSE_SMOKE"] = "1" if smoke else "0"
+    start = time.perf_counter()
+    status = "ok"
+    try:
+        pm.execute_notebook(str(source), str(target), parameters={"SMOKE": smoke}, kernel_name="python3",
+                            cwd=str(source.parent), progress_bar=False, log_output=False)
+    except pm.PapermillExecutionError as err:
+        status = f"FAILED in cell {err.cell_index} (execution count {err.exec_count}): {err.ename}: {err.evalue}"
+    except Exception as err:  # a dead kernel, a missing kernel: still report and go on
+        status = f"FAILED: {type(err).__name__}: {err}"
+    return Run(lesson, "smoke" if smoke else "full", time.perf_counter() - start, status)
+
+
+def execute_all(lessons: list[str] | None = None, smoke: bool | None = None, out: Path = BUILD) -> list[Run]:
+    """Execute lessons in order, printing each result as it lands, and write the timing table."""
+    smoke = default_smoke() if smoke is None else smoke
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for lesson in lessons or config.lessons():
+        run = execute_lesson(lesson, smoke, out)
+        print(f"{run.lesson:<34}{run.mode:<7}{run.seconds:>7.1f}s  {run.status}", flush=True)
+        runs.append(run)
+    write_timings(runs, out)
+    return runs
+
+
+def write_timings(runs: list[Run], out: Path) -> None:
+    """``timings.csv`` and a markdown ``timings.md`` with the device named."""
+    with (out / "timings.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["lesson", "mode", "seconds", "status"])
+        writer.writerows([r.lesson, r.mode, f"{r.seconds:.1f}", r.status] for r in runs)
+    lines = [f"Device: {device_name()}", "", "| lesson | mode | seconds | status |", "|---|---|---:|---|"]
+    lines += [f"| {r.lesson} | {r.mode} | {r.seconds:.1f} | {r.status} |" for r in runs]
+    (out / "timings.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,15 @@
+"""Shared code of the course *CNN case studies and transfer learning*.
+
+Notebooks import from here and never copy code between each other. Submodules:
+
+- ``utils.env``: smoke/full switch, device choice, seeding (``utils.setup``)
+- ``utils.checks``: visible exercise checks with expected/got/hint messages
+- ``utils.arithmetic``: conv-layer arithmetic, receptive fields, per-layer summaries
+- ``utils.data``: datasets, offline cache, downloads, decoded-tensor datasets
+- ``utils.backbones``: pretrained backbones with a timm-like API, freezing helpers
+- ``utils.train``: a small ``fit`` loop, feature caching
+- ``utils.viz``: training curves, confusion matrices, image grids
+"""
+from .env import Setup, pick_device, seed_everything, setup
+
+__all__ = ["Setup", "pick_device", "seed_everything", "setup"]
