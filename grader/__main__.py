@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from . import config
@@ -126,6 +127,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*not in session.*")  # nbgrader's harmless SQLAlchemy chatter
     args = parser().parse_args(argv)
     return args.func(args)
 

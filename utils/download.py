@@ -158,6 +158,7 @@ def download(url: str, dest: str | Path, checksum: str | None = None, *,
                 "Run the same command again; if it fails again, put a verified copy there by hand:\n"
                 f"{manual_help}"
             )
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; shared data folders must stay readable
         os.replace(tmp_name, dest)
     finally:
         if os.path.exists(tmp_name):

@@ -1,0 +1,116 @@
+"""The grading pipeline end to end on a tiny two-exercise lesson built in a temporary course."""
+import csv
+import json
+import shutil
+import zipfile
+
+import pytest
+
+from demo_course import LESSON, build_demo
+from grader import config, course, notebooks, selfcheck
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    build_demo(root)
+    course.release(root=root)
+    return root
+
+
+def _student_copy(nb_path, edit=None):
+    nb = notebooks.read(nb_path)
+    if edit:
+        edit(nb)
+    return nb
+
+
+def _replace_stub(nb, name, body):
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == f"l00_{name}":
+            cell.source = body
+
+
+def test_release_strips_solutions_and_hidden_tests(demo):
+    released = notebooks.read(config.lesson_notebook(LESSON, demo, config.RELEASE))
+    text = notebooks.source_text(released)
+    assert "raise NotImplementedError()" in text
+    for marker in notebooks.SOLUTION_MARKERS + notebooks.HIDDEN_MARKERS:
+        assert marker not in text
+    assert "random.sample" not in text  # hidden test body gone
+    assert notebooks.problems(config.lesson_notebook(LESSON, demo, config.RELEASE)) == []
+
+
+def test_selfcheck_passes_on_demo(demo):
+    check = selfcheck.check_lesson(LESSON, root=demo)
+    assert check.ok, check.problems
+    assert (check.tests, check.points, check.solution_score, check.untouched_score) == (2, 3, 3, 0)
+    assert check.first_failure == "NotImplementedError"
+
+
+def test_selfcheck_catches_a_test_that_cannot_fail(tmp_path):
+    build_demo(tmp_path)
+    path = config.lesson_notebook(LESSON, tmp_path)
+    nb = notebooks.read(path)
+    for cell in notebooks.grade_cells(nb):
+        if cell.metadata.nbgrader["grade_id"] == "l00_square_tests":
+            cell.source = "assert True"
+    notebooks.write(nb, path)
+    check = selfcheck.check_lesson(LESSON, root=tmp_path)
+    assert not check.ok
+    assert any("cannot fail" in p for p in check.problems)
+
+
+def test_autograde_bad_submissions_are_reported_and_the_rest_graded(demo, tmp_path):
+    released = config.lesson_notebook(LESSON, demo, config.RELEASE)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    # alice: correct; bob: returns a float (double) and is untouched elsewhere; carol: kernel dies;
+    # dave: renamed notebook inside a zip; erin: folder without any notebook.
+    alice = _student_copy(released)
+    _replace_stub(alice, "double", "def double(n):\n    return 2 * n")
+    _replace_stub(alice, "square", "def square(n):\n    return n * n")
+    notebooks.write(alice, subs / "alice.ipynb")
+    bob = _student_copy(released)
+    _replace_stub(bob, "double", "def double(n):\n    return 2.0 * n")
+    _replace_stub(bob, "square", "def square(n):\n    return n * n")
+    notebooks.write(bob, subs / "bob.ipynb")
+    carol = _student_copy(released)
+    _replace_stub(carol, "double", "import os\nos._exit(1)")
+    notebooks.write(carol, subs / "carol.ipynb")
+    renamed = tmp_path / "my_homework.ipynb"
+    notebooks.write(alice, renamed)
+    with zipfile.ZipFile(subs / "dave.zip", "w") as z:
+        z.write(renamed, "stuff/my_homework.ipynb")
+    (subs / "erin").mkdir()
+    (subs / "erin" / "notes.txt").write_text("forgot the notebook")
+
+    before = {p.name: p.read_bytes() for p in subs.iterdir() if p.is_file()}
+    results = {r.student: r for r in course.autograde(subs, LESSON, root=demo)}
+    assert {p.name: p.read_bytes() for p in subs.iterdir() if p.is_file()} == before  # originals untouched
+
+    assert (results["alice"].score, results["alice"].max_score) == (3, 4)  # 1 point is a written answer
+    assert results["bob"].graded and results["bob"].cells["l00_double_tests"][0] == 0
+    assert results["bob"].cells["l00_square_tests"][0] == 2
+    assert not results["carol"].graded and "kernel died" in results["carol"].note
+    assert results["dave"].score == 3 and "renamed" in results["dave"].note
+    assert not results["erin"].graded and "no notebook" in results["erin"].note
+    table = course.format_results(LESSON, list(results.values()))
+    assert "erin" in table and "carol" in table
+
+    out = course.export(tmp_path / "grades.csv", root=demo)
+    rows = list(csv.DictReader(out.open()))
+    scores = {r["student"]: float(r["score"]) for r in rows}
+    assert scores["alice"] == 3 and scores["bob"] == 2
+
+    course.feedback(LESSON, "alice", root=demo)
+    html = (demo / "grader" / "feedback" / "alice" / LESSON / f"{LESSON}.html").read_text()
+    assert "random.sample" not in html and "HIDDEN TESTS" not in html
+    assert "double" in html
+
+
+def test_unknown_lesson_is_a_clear_error(demo, tmp_path):
+    with pytest.raises(ValueError, match="unknown lesson"):
+        course.autograde(tmp_path, "99_nope", root=demo)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        course.autograde(tmp_path / "missing", LESSON, root=demo)
