@@ -16,6 +16,15 @@ from utils.train import History, evaluate, extract_features, fit, fit_head, make
 CPU = "cpu"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny ops spend more time synchronising threads than computing, badly so on a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------- synthetic data and models
 def blobs(n_per_class=100, num_classes=3, dim=2, spread=0.4, seed=0):
     """Linearly separable Gaussian blobs: class c centred at 3 * e_c."""
@@ -125,10 +134,10 @@ def test_fit_with_param_groups_keeps_ratio_each_epoch(schedule):
               callbacks=lambda epoch, history, m: seen.append(history.last()["lr"]))
     assert len(seen) == 3
     optimizer = torch.optim.SGD(groups, lr=1.0)
-    ratios = []
+    pairs = []
     quiet_fit(model, blobs(n_per_class=20), epochs=3, optimizer=optimizer, schedule=schedule, batch_size=20,
-              callbacks=lambda e, h, m: ratios.append(optimizer.param_groups[1]["lr"] / optimizer.param_groups[0]["lr"]))
-    assert ratios == pytest.approx([10.0] * 3)
+              callbacks=lambda e, h, m: pairs.append([group["lr"] for group in optimizer.param_groups]))
+    assert len(pairs) == 3 and all(second == pytest.approx(10 * first) for first, second in pairs)
 
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
@@ -451,7 +460,7 @@ def test_cache_dir_falls_back_to_environment(tmp_path, monkeypatch):
 def test_fit_head_on_features():
     x, y = blobs(n_per_class=50, dim=16, num_classes=4, seed=0)
     xv, yv = blobs(n_per_class=20, dim=16, num_classes=4, seed=1)
-    head, history = fit_head(x, y, xv, yv, epochs=10, device=CPU)
+    head, history = fit_head(x, y, xv, yv, epochs=10, lr=5e-2, device=CPU)
     assert isinstance(head, nn.Linear) and head.in_features == 16 and head.out_features == 4
     assert history.last()["val_acc"] > 0.9
     head_full_batch, history_full = fit_head(x, y, epochs=3, batch_size=None, device=CPU)

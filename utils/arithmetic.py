@@ -442,7 +442,8 @@ def receptive_field(model: nn.Module, input_size, layer: str) -> int:
     Branches and shortcuts take the largest field over their inputs. The value is not clipped to
     the image: VGG16 ``features.28`` (conv5_3) gives 196 and ``features.30`` (pool5) 212,
     AlexNet ``features.0`` gives 11. For non-square kernels the larger of the H and W fields is
-    returned. If ``layer`` is called more than once, its first call counts.
+    returned. If ``layer`` is called more than once, its first call counts. Only shapes matter, so
+    a model built on the ``meta`` device works too (``with torch.device("meta"): vgg16()``), instantly.
     """
     device, dtype = _model_device_dtype(model)
     x = torch.zeros(1, *_input_shape(input_size), device=device, dtype=dtype)

@@ -22,7 +22,7 @@ Where things live:
 
 Command line, to prepare a classroom machine once (prints what is present or missing)::
 
-    python -m utils.data --all                 # every dataset that can be downloaded
+    python -m utils.data --all                 # every dataset (Brain MRI: only checked, see its message)
     python -m utils.data hymenoptera fashion-mnist
     python -m utils.data --check --all         # only report, download nothing
 """
@@ -50,14 +50,16 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .download import (ChecksumError, CorruptImageError, DataError, DatasetMissingError, DownloadError,
-                       IncompleteDatasetError, download, install_archive)
+                       IncompleteDatasetError, install_archive)
+from .download import download as download_file
 from .env import pick_device
 
 __all__ = [
-    "BASE_URLS", "DATASETS", "IMAGENETTE_CLASSES", "ChecksumError", "CorruptImageError", "DataError",
-    "DatasetMissingError", "DatasetSpec", "DownloadError", "IdxImageDataset", "ImageFolderDataset",
-    "IncompleteDatasetError", "TensorImageDataset", "as_float", "cache_dir", "data_root", "get_dataset",
-    "iter_batches", "load_tensors", "prepare", "stratified_subset",
+    "BASE_URLS", "DATASETS", "FASHION_MNIST_CLASSES", "IMAGENETTE_CLASSES", "IMAGENETTE_IMAGENET_INDICES",
+    "IMAGENETTE_WNIDS", "ChecksumError", "CorruptImageError", "DataError", "DatasetMissingError", "DatasetSpec",
+    "DownloadError", "IdxImageDataset", "ImageFolderDataset", "IncompleteDatasetError", "Remote",
+    "TensorImageDataset", "as_float", "cache_dir", "data_root", "dataset_spec", "get_dataset", "iter_batches",
+    "load_tensors", "open_image", "prepare", "read_idx", "resize_center_crop", "stratified_subset",
 ]
 
 APP_NAME = "cnn-course"
@@ -133,7 +135,8 @@ FASHION_MNIST_FILES = {  # split -> (images, labels), as named by the dataset's 
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-SYSTEM_FASHION_MNIST_DIRS = [Path("/usr/share/datasets/fashion-mnist")]  # Debian's dataset-fashion-mnist
+DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # package dataset-fashion-mnist
+SYSTEM_FASHION_MNIST_DIRS = [DEBIAN_FASHION_MNIST_DIR]  # read-only fallbacks, searched after the data root
 
 # Files that are in the published archives but are not samples of the dataset.
 PLACEHOLDER_FILES = {"imageNotFound.gif": "placeholder image shipped in the hymenoptera zip"}
@@ -242,8 +245,9 @@ def expected_layout(spec: DatasetSpec, root: Path) -> str:
     """The folder layout a dataset must have under ``root``, for error messages."""
     if spec.kind == "idx":
         files = [stem for pair in FASHION_MNIST_FILES.values() for stem in pair]
-        return "\n".join(f"  {root / spec.folder / stem}.gz" for stem in files) + \
-            "\n  (the four original files; gunzipped copies work too)"
+        note = ("  (the four original files, gunzipped or not; on Debian/Ubuntu, "
+                f"`apt-get install dataset-fashion-mnist` puts them in {DEBIAN_FASHION_MNIST_DIR})")
+        return "\n".join([*(f"  {root / spec.folder / stem}.gz" for stem in files), note])
     classes = spec.classes
     listed = "{" + ",".join(classes) + "}" if len(", ".join(classes)) < 60 else "<class>"
     lines = [f"  {root / spec.folder}/"]
@@ -556,8 +560,8 @@ def _ensure_idx_files(spec: DatasetSpec, root: Path, download: bool) -> None:
         raise DatasetMissingError(_missing_message(
             spec, root, f"{spec.name} is not in {root}; run `python -m utils.data {spec.name}` to download it."))
     for remote in missing:
-        download(remote_url(spec.name, remote.filename), root / spec.folder / remote.filename, remote.checksum,
-                 manual_help=expected_layout(spec, root))
+        download_file(remote_url(spec.name, remote.filename), root / spec.folder / remote.filename,
+                      remote.checksum, manual_help=expected_layout(spec, root))
 
 
 _REPORTED_SKIPS: set[tuple[str, str, str]] = set()
@@ -606,8 +610,8 @@ def get_dataset(name: str, split: str, root: str | Path | None = None, transform
 def prepare(names: Sequence[str] | None = None, root: str | Path | None = None, download: bool = True) -> dict[str, str]:
     """Make the datasets ready on this machine (all of them by default) and print a status table.
 
-    Returns ``{name: "present" | "downloaded" | "missing"}``; for a missing dataset the reason and
-    the fix are printed (Brain MRI must be fetched by hand from Kaggle).
+    Returns ``{name: "present" | "downloaded" | "missing" | "incomplete"}``; for the last two the
+    reason and the fix are printed (Brain MRI must be fetched by hand from Kaggle).
     """
     base = data_root(root)
     status: dict[str, str] = {}
@@ -619,8 +623,9 @@ def prepare(names: Sequence[str] | None = None, root: str | Path | None = None, 
             sizes = {s: len(get_dataset(name, s, root=base, download=download))
                      for s in dict.fromkeys(spec.splits.values())}
         except DataError as err:
-            status[name] = "missing"
-            print(f"  {name:<15} missing\n" + "\n".join(f"      {line}" for line in str(err).splitlines()))
+            gone = isinstance(err, (DatasetMissingError, DownloadError, ChecksumError))
+            status[name] = "missing" if gone else "incomplete"
+            print(f"  {name:<15} {status[name]}\n" + "\n".join(f"      {line}" for line in str(err).splitlines()))
             continue
         status[name] = "present" if was_there else "downloaded"
         counts = ", ".join(f"{split} {n}" for split, n in sizes.items())
@@ -748,14 +753,19 @@ def iter_batches(dataset, batch_size: int, shuffle: bool = False, seed: int = 0,
 
 def as_float(images: torch.Tensor, mean: Sequence[float] | None = None,
              std: Sequence[float] | None = None) -> torch.Tensor:
-    """uint8 N x C x H x W -> float32 in [0, 1], then ``(x - mean) / std`` per channel when given."""
-    batch = images.float().div_(255.0)
-    if mean is not None and std is not None:
-        shape = (1, -1, 1, 1)
-        mean_t = torch.as_tensor(mean, dtype=batch.dtype, device=batch.device).view(shape)
-        std_t = torch.as_tensor(std, dtype=batch.dtype, device=batch.device).view(shape)
-        batch = batch.sub_(mean_t).div_(std_t)
-    return batch
+    """uint8 N x C x H x W -> float32 in [0, 1], then ``(x - mean) / std`` per channel when given.
+
+    Computed as one multiply-add, ``x * (1 / (255 std)) - mean / std``, to touch the batch only twice.
+    """
+    batch = images.float()
+    if mean is None or std is None:
+        return batch.mul_(1.0 / 255.0)
+    shape = (1, -1, 1, 1)
+    mean_t = torch.as_tensor(mean, dtype=torch.float64).view(shape)
+    std_t = torch.as_tensor(std, dtype=torch.float64).view(shape)
+    scale = (1.0 / (255.0 * std_t)).to(batch.device, torch.float32)
+    shift = (-mean_t / std_t).to(batch.device, torch.float32)
+    return batch.mul_(scale).add_(shift)
 
 
 def _decode_workers() -> int:
@@ -920,7 +930,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     status = prepare(names, root=args.root, download=not args.check)
-    return 0 if all(s != "missing" for s in status.values()) else 1
+    return 0 if all(s in {"present", "downloaded"} for s in status.values()) else 1
 
 
 if __name__ == "__main__":

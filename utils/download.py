@@ -144,8 +144,9 @@ def download(url: str, dest: str | Path, checksum: str | None = None, *,
     dest = Path(dest)
     expected = parse_checksum(checksum)
     hasher = hashlib.new(expected[0] if expected else "sha256")
-    _make_dirs(dest.parent)
+    created = _make_dirs(dest.parent)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    finished = False
     try:
         with os.fdopen(fd, "wb") as out:
             _stream(url, out, hasher, manual_help, TIMEOUT_S if timeout is None else timeout)
@@ -160,13 +161,18 @@ def download(url: str, dest: str | Path, checksum: str | None = None, *,
             )
         os.chmod(tmp_name, 0o644)  # mkstemp makes it private; shared data folders must stay readable
         os.replace(tmp_name, dest)
+        finished = True
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+        if not finished:
+            _remove_if_empty(created)
     return dest
 
 
-def _make_dirs(path: Path) -> None:
+def _make_dirs(path: Path) -> list[Path]:
+    """Create ``path`` and check that it is writable; return the folders created, so a failure can remove them."""
+    created = [folder for folder in (path, *path.parents) if not folder.exists()][::-1]
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = tempfile.TemporaryFile(dir=path)
@@ -176,6 +182,16 @@ def _make_dirs(path: Path) -> None:
             f"Cannot write into {path} ({err.strerror or err}): the data folder is read-only or missing.\n"
             "Set the environment variable COURSE_DATA_DIR to a folder you can write to, and run again."
         ) from err
+    return created
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Undo :func:`_make_dirs` after a failure: a failed download leaves no empty folders behind."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def extract(archive: str | Path, into: str | Path) -> None:
@@ -206,8 +222,9 @@ def install_archive(url: str, checksum: str | None, root: str | Path, folder: st
     """
     root = Path(root)
     target = root / folder
-    _make_dirs(root)
+    created = _make_dirs(root)
     work = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder}.partial-"))
+    finished = False
     try:
         archive = download(url, work / url.rsplit("/", 1)[-1], checksum, manual_help=manual_help)
         extract(archive, work / "extracted")
@@ -224,6 +241,9 @@ def install_archive(url: str, checksum: str | None, root: str | Path, folder: st
         except OSError:
             if not target.is_dir():  # a parallel run finishing first is fine; anything else is not
                 raise
+        finished = True
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if not finished:
+            _remove_if_empty(created)
     return target

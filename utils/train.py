@@ -51,6 +51,7 @@ ONECYCLE_DEFAULT_WARMUP = 0.25  # fraction of all steps spent rising when no war
 DEVICE_RESIDENT_FRACTION = 0.25  # copy tensor data to the GPU when it needs at most this share of free memory
 EVAL_BATCH_MULTIPLIER = 2  # no activations kept for backward, so evaluation affords bigger batches
 TIMING_KEYS = ("seconds", "images_per_second")
+MIN_COLUMN_WIDTH = 9  # fits "1.2346e+03"-free cells: 4-decimal losses, "100.00%", "3.00e-04"
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,7 +142,9 @@ class History:
         """A fixed-width text table, one row per epoch (accuracies in percent)."""
         cells = [list(self.HEADERS)]
         cells += [[self._format(key, row.get(key)) for key in self.COLUMNS] for row in self.epochs]
-        widths = [max(len(line[i]) for line in cells) for i in range(len(self.COLUMNS))]
+        # a minimum width keeps rows printed one at a time during fit aligned with the header
+        widths = [max(MIN_COLUMN_WIDTH, *(len(line[i]) for line in cells)) for i in range(len(self.COLUMNS))]
+        widths[0] = max(len(line[0]) for line in cells)
         lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells]
         return "\n".join(lines)
 
@@ -352,7 +355,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps:
     - ``"cosine"``: linear warm-up over ``warmup_steps`` then cosine decay to 0 at ``total_steps``.
     - ``"constant"``: linear warm-up, then each group's own lr.
     - ``"onecycle"``: :class:`torch.optim.lr_scheduler.OneCycleLR` rising from peak/25 for
-      ``warmup_steps`` (25% of the steps when 0), then annealing to peak/25e4; momentum is not cycled.
+      ``warmup_steps`` (25% of the steps when 0), then cosine-annealing to peak/25e4; momentum
+      is not cycled.
+
+    Warm-up is linear and reaches the peak at step ``warmup_steps`` (counting from 0).
 
     Each parameter group's current ``lr`` is its peak, and every schedule multiplies all groups
     by the same factor, so groups with different learning rates keep their ratios.
@@ -360,7 +366,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps:
     total_steps, warmup_steps = max(1, int(total_steps)), max(0, int(warmup_steps))
     peaks = [group["lr"] for group in optimizer.param_groups]
     if schedule == "onecycle":
-        pct_start = warmup_steps / total_steps if warmup_steps else ONECYCLE_DEFAULT_WARMUP
+        # peak at step `warmup_steps`, as for the other schedules
+        pct_start = (warmup_steps + 1) / total_steps if warmup_steps else ONECYCLE_DEFAULT_WARMUP
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=peaks, total_steps=max(2, total_steps), pct_start=min(max(pct_start, 1e-3), 0.999),
             anneal_strategy="cos", cycle_momentum=False)
@@ -392,6 +399,16 @@ def _step_scheduler(scheduler) -> None:
 def _main_output(output):
     """Logits of a model that returns extras (GoogLeNet's auxiliary heads in train mode)."""
     return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _as_float32(output):
+    """Autocast outputs (bf16/fp16) as float32, so evaluation losses and saved logits stay precise."""
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.is_floating_point() else output
+    if isinstance(output, (tuple, list)):
+        return type(output)(_as_float32(item) for item in output) if not hasattr(output, "_fields") \
+            else type(output)(*(_as_float32(item) for item in output))
+    return output
 
 
 def _default_loss(output, target):
@@ -466,9 +483,9 @@ def _progress(iterable, enabled: bool, **kwargs):
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
-    from tqdm.std import tqdm as text_tqdm
+    from tqdm.notebook import tqdm as widget_tqdm
 
-    if tqdm is text_tqdm:
+    if not issubclass(tqdm, widget_tqdm):
         kwargs.setdefault("file", sys.stdout)
     return tqdm(iterable, **kwargs)
 
@@ -678,7 +695,7 @@ def _inference_batches(model, batches, batch_transform, device, amp_dtype, chann
                 x = _prepare_input(x, device, batch_transform, channels_last)
                 with _autocast(device, amp_dtype):
                     output = model(x)
-                yield output, _to_device(y, device)
+                yield _as_float32(output), _to_device(y, device)
     finally:
         _restore_modes(modes)
 
@@ -894,7 +911,7 @@ def _load_features(path: Path):
 
 
 def fit_head(train_features: torch.Tensor, train_labels: torch.Tensor, val_features: torch.Tensor | None = None,
-             val_labels: torch.Tensor | None = None, epochs: int = 20, lr: float = 3e-3, *,
+             val_labels: torch.Tensor | None = None, epochs: int = 20, lr: float = 1e-2, *,
              num_classes: int | None = None, batch_size: int = 64, schedule: str = "cosine",
              progress: bool = False, seed: int | None = 0, **fit_kwargs) -> tuple[nn.Linear, History]:
     """Train a linear classifier on cached features with :func:`fit`; return ``(head, history)``.
