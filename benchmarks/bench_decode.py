@@ -62,11 +62,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="DataLoader worker processes for the second folder run")
     parser.add_argument("--repeats", type=int, default=5, help="tensor epochs to time (median reported)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice); 1 is steadier on a busy machine")
     parser.add_argument("--keep-cache", action="store_true", help="use the normal cache folder, not a temporary one")
     args = parser.parse_args()
     if not args.keep_cache:
         os.environ["COURSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-decode-cache-")
     os.environ.setdefault("COURSE_QUIET", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     size = args.image_size
     preprocess = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor(),

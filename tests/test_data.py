@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import gzip
 import hashlib
-import io
 import os
 import shutil
 import struct

@@ -112,7 +112,32 @@ def test_generic_dataset_and_dataloader_inputs():
     assert len(quiet_fit(mlp(), torch.utils.data.TensorDataset(x, y), epochs=1, batch_size=20).batch_lrs) == 6
 
 
+def test_tensor_image_dataset_takes_the_fast_path():
+    data = pytest.importorskip("utils.data")
+    x, y = stripe_images(n=32)
+    dataset = data.TensorImageDataset(x, y, classes=["vertical", "horizontal"])
+    assert isinstance(train._batches(dataset, 8, torch.device(CPU)), train._TensorBatches)
+    history = quiet_fit(tiny_cnn(), dataset, dataset, epochs=1, batch_size=8, batch_transform=to_float)
+    assert len(history.batch_lrs) == 4 and history.last()["val_acc"] is not None
+    dataset.transform = to_float  # a per-sample transform must run: back to a DataLoader
+    assert isinstance(train._batches(dataset, 8, torch.device(CPU)), train._LoaderBatches)
+    subset = torch.utils.data.Subset(data.TensorImageDataset(x, y, classes=["v", "h"]), [3, 1, 2])
+    batches = train._batches(subset, 8, torch.device(CPU))
+    assert isinstance(batches, train._TensorBatches) and torch.equal(batches.y, y[[3, 1, 2]])
+
+
 # ---------------------------------------------------------------- schedules
+@pytest.mark.parametrize("total_steps", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
+def test_schedules_survive_very_short_runs(schedule, total_steps):
+    optimizer = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    scheduler = make_scheduler(optimizer, schedule, total_steps=total_steps, warmup_steps=0)
+    for _ in range(total_steps):
+        assert 0 < optimizer.param_groups[0]["lr"] <= 0.1 + 1e-12
+        optimizer.step()
+        scheduler.step()
+
+
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
 def test_param_groups_keep_their_lr_ratio(schedule):
     a, b = nn.Linear(2, 2), nn.Linear(2, 2)
@@ -161,13 +186,16 @@ def test_warmup_starts_low_and_reaches_peak(schedule):
 
 def test_fit_warmup_epochs_and_second_fit_restarts_schedule():
     x, y = blobs(n_per_class=40)  # 120 samples / 20 = 6 steps per epoch
-    optimizer = torch.optim.AdamW(mlp().parameters(), lr=1e-2)
     model = mlp()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    first = quiet_fit(model, (x, y), epochs=2, optimizer=optimizer, schedule="cosine", warmup_epochs=0.5, batch_size=20)
+    kwargs = dict(epochs=2, optimizer=optimizer, schedule="cosine", warmup_epochs=0.5, batch_size=20)
+    first = quiet_fit(model, (x, y), **kwargs)
     assert first.batch_lrs[0] < 0.3e-2 and max(first.batch_lrs) == pytest.approx(1e-2)
-    second = quiet_fit(model, (x, y), epochs=2, optimizer=optimizer, schedule="cosine", warmup_epochs=0.5, batch_size=20)
+    second = quiet_fit(model, (x, y), **kwargs)
     assert second.batch_lrs == pytest.approx(first.batch_lrs)
+    optimizer.param_groups[0]["lr"] = 1e-3  # set by hand between runs: the new peak
+    third = quiet_fit(model, (x, y), **kwargs)
+    assert max(third.batch_lrs) == pytest.approx(1e-3)
 
 
 def test_max_steps_per_epoch_caps_training_and_validation():
@@ -335,9 +363,16 @@ def test_non_finite_loss_raises_a_readable_error():
                   loss_fn=lambda out, y: out.sum() * float("nan"))
 
 
-def test_bf16_autocast_on_cpu_runs():
-    history = quiet_fit(mlp(), blobs(n_per_class=20), epochs=2, lr=1e-2, batch_size=20, amp="bf16")
-    assert all(math.isfinite(loss) for loss in history["train_loss"])
+def test_bf16_autocast_and_channels_last_on_cpu_run():
+    """The CUDA defaults (mixed precision, NHWC layout), exercised on CPU."""
+    x, y = stripe_images(n=32)
+    model = tiny_cnn()
+    history = quiet_fit(model, (x, y), (x, y), epochs=2, lr=1e-2, batch_size=16, amp="bf16", channels_last=True,
+                        batch_transform=to_float)
+    assert all(math.isfinite(loss) for loss in history["train_loss"] + history["val_loss"])
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    logits, _ = predict(model, (x, y), batch_transform=to_float, device=CPU, amp="bf16")
+    assert logits.dtype == torch.float32
 
 
 # ---------------------------------------------------------------- History
@@ -418,6 +453,25 @@ def test_extract_features_pools_caches_and_skips_the_backbone(tmp_path):
     assert torch.allclose(maps.mean(dim=(2, 3)), features, atol=1e-6)
 
 
+class NamedStageBackbone(CountingBackbone):
+    """Like utils.backbones.Backbone: ``stages`` lists the stages' module *names*."""
+
+    stage_names = ["stem", "blocks.0", "blocks.1"]
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = self.stages
+        del self.stages
+        self.stages = list(self.stage_names)
+
+    def forward_features(self, x):
+        self.calls += 1
+        x = self.bn(self.stem(x))
+        for block in self.blocks:
+            x = block(x).relu()
+        return x
+
+
 def test_extract_features_from_one_stage_and_without_cache():
     x, y = stripe_images(n=8)
     backbone = CountingBackbone()
@@ -425,6 +479,18 @@ def test_extract_features_from_one_stage_and_without_cache():
     assert first_stage.shape == (8, 4)
     full, _ = extract_features(backbone, (x, y), batch_transform=to_float, device=CPU)
     assert not torch.allclose(first_stage, full)
+    by_module, _ = extract_features(backbone, (x, y), batch_transform=to_float, device=CPU, layer=backbone.stages[0])
+    assert torch.equal(by_module, first_stage)
+    # the hook sees the conv output (before the ReLU that forward_features applies)
+    expected = backbone.stages[0](backbone.bn.eval()(backbone.stem(to_float(x)))).mean(dim=(2, 3))
+    assert torch.allclose(first_stage, expected.detach(), atol=1e-6)
+
+    named = NamedStageBackbone()
+    by_index, _ = extract_features(named, (x, y), batch_transform=to_float, device=CPU, layer=1)  # "blocks.0"
+    by_name, _ = extract_features(named, (x, y), batch_transform=to_float, device=CPU, layer="blocks.0")
+    assert torch.equal(by_index, by_name) and torch.allclose(by_index, first_stage)
+    stem_maps, _ = extract_features(named, (x, y), batch_transform=to_float, device=CPU, layer="stem", pool=False)
+    assert stem_maps.shape == (8, 4, 8, 8)
 
 
 def test_feature_cache_write_is_atomic(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ caches the result on disk, and trains a linear head on it with :func:`fit_head` 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -39,6 +40,7 @@ __all__ = [
     "History",
     "evaluate",
     "extract_features",
+    "feature_cache_path",
     "fit",
     "fit_head",
     "make_scheduler",
@@ -51,7 +53,7 @@ ONECYCLE_DEFAULT_WARMUP = 0.25  # fraction of all steps spent rising when no war
 DEVICE_RESIDENT_FRACTION = 0.25  # copy tensor data to the GPU when it needs at most this share of free memory
 EVAL_BATCH_MULTIPLIER = 2  # no activations kept for backward, so evaluation affords bigger batches
 TIMING_KEYS = ("seconds", "images_per_second")
-MIN_COLUMN_WIDTH = 9  # fits "1.2346e+03"-free cells: 4-decimal losses, "100.00%", "3.00e-04"
+MIN_COLUMN_WIDTH = 9  # wide enough for 4-decimal losses, "100.00%" and "3.00e-04"
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,8 +64,8 @@ class History:
 
     Each epoch dict has ``epoch`` (1-based), ``train_loss``, ``train_acc``, ``val_loss``,
     ``val_acc`` (accuracies are fractions in [0, 1]; ``None`` when there is no validation data
-    or the task is not classification), ``lr`` (learning rate of the first parameter group at
-    the epoch's last step), ``seconds`` (wall time of the epoch, validation included) and
+    or the task is not classification), ``lr`` (the largest group learning rate, usually the
+    head's, at the epoch's last step), ``seconds`` (wall time of the epoch, validation included) and
     ``images_per_second`` (training throughput). ``batch_losses`` and ``batch_lrs`` hold one
     value per optimizer step, for plotting warm-up and schedules.
     """
@@ -261,8 +263,9 @@ def _batches(data, batch_size, device, *, shuffle=False, drop_last=False, seed=0
         return _TensorBatches(*pair, batch_size, shuffle, drop_last, seed, device)
     if isinstance(data, Dataset) or hasattr(data, "__getitem__"):
         generator = torch.Generator().manual_seed(int(seed or 0))
-        loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last and len(data) >= batch_size,
-                            num_workers=num_workers, generator=generator, pin_memory=device.type == "cuda")
+        loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle,
+                            drop_last=drop_last and len(data) >= batch_size, num_workers=num_workers,
+                            generator=generator, pin_memory=device.type == "cuda")
         return _LoaderBatches(loader)
     raise TypeError(f"cannot batch {type(data).__name__}: pass (x, y) tensors, a Dataset or a DataLoader")
 
@@ -366,10 +369,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps:
     total_steps, warmup_steps = max(1, int(total_steps)), max(0, int(warmup_steps))
     peaks = [group["lr"] for group in optimizer.param_groups]
     if schedule == "onecycle":
-        # peak at step `warmup_steps`, as for the other schedules
-        pct_start = (warmup_steps + 1) / total_steps if warmup_steps else ONECYCLE_DEFAULT_WARMUP
+        # OneCycleLR divides by the length of each phase: keep both phases at least one step long
+        steps = max(3, total_steps)
+        peak_step = warmup_steps or round(ONECYCLE_DEFAULT_WARMUP * steps)
+        peak_step = min(max(peak_step, 1), steps - 2)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=peaks, total_steps=max(2, total_steps), pct_start=min(max(pct_start, 1e-3), 0.999),
+            optimizer, max_lr=peaks, total_steps=steps, pct_start=(peak_step + 1) / steps,
             anneal_strategy="cos", cycle_momentum=False)
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
@@ -379,10 +384,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _remember_peak_lrs(optimizer: torch.optim.Optimizer) -> None:
-    """Reset each group's lr to its peak, so a second ``fit`` with the same optimizer starts over."""
+def _start_from_peak_lrs(optimizer: torch.optim.Optimizer) -> None:
+    """Make each group's ``lr`` its peak again when an earlier ``fit`` left its schedule's last value.
+
+    A second ``fit`` with the same optimizer then repeats the schedule, while an ``lr`` the user
+    set by hand in between is kept as the new peak.
+    """
     for group in optimizer.param_groups:
-        group["lr"] = group.setdefault("fit_peak_lr", group["lr"])
+        if "fit_peak_lr" in group and group["lr"] == group.get("fit_last_lr"):
+            group["lr"] = group["fit_peak_lr"]
+        group["fit_peak_lr"] = group["lr"]
 
 
 def _step_scheduler(scheduler) -> None:
@@ -391,6 +402,8 @@ def _step_scheduler(scheduler) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
         scheduler.step()
+    for group in scheduler.optimizer.param_groups:  # lets the next fit tell its leftovers from hand-set lrs
+        group["fit_last_lr"] = group["lr"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,8 +419,8 @@ def _as_float32(output):
     if isinstance(output, torch.Tensor):
         return output.float() if output.is_floating_point() else output
     if isinstance(output, (tuple, list)):
-        return type(output)(_as_float32(item) for item in output) if not hasattr(output, "_fields") \
-            else type(output)(*(_as_float32(item) for item in output))
+        items = [_as_float32(item) for item in output]
+        return type(output)(*items) if hasattr(output, "_fields") else type(output)(items)  # namedtuples too
     return output
 
 
@@ -567,7 +580,7 @@ def fit(model: nn.Module, train_data, val_data=None, epochs: int = 1, lr: float 
         raise ValueError("train_data yields no batch")
 
     optimizer = _build_optimizer(model, optimizer, lr, weight_decay, momentum)
-    _remember_peak_lrs(optimizer)
+    _start_from_peak_lrs(optimizer)
     warmup_steps = round(float(warmup_epochs) * steps_per_epoch)
     scheduler = make_scheduler(optimizer, schedule, epochs * steps_per_epoch, warmup_steps)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and device.type == "cuda" else None
@@ -578,11 +591,11 @@ def fit(model: nn.Module, train_data, val_data=None, epochs: int = 1, lr: float 
     if progress:
         print(History().as_table().splitlines()[0])
     for epoch in range(1, epochs + 1):
-        for hook in _hooks(callbacks, "on_epoch_begin"):
-            hook(epoch, model)
         model.train()
         if freeze_bn_stats:
             _put_frozen_batchnorm_in_eval(model)
+        for hook in _hooks(callbacks, "on_epoch_begin"):  # after train(), so hooks may set modes
+            hook(epoch, model)
         _sync(device)
         start = time.perf_counter()
         train_stats = _train_epoch(model, train_batches, epoch, steps_per_epoch, optimizer, scheduler, scaler,
@@ -636,10 +649,9 @@ def _train_epoch(model, batches, epoch, steps, optimizer, scheduler, scaler, los
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n_seen, is_classification, step_losses = 0, True, []
-    bar = _progress(batches.epoch(epoch), progress, total=steps, desc=f"epoch {epoch}", leave=False)
+    bar = _progress(itertools.islice(batches.epoch(epoch), steps), progress, total=steps, desc=f"epoch {epoch}",
+                    leave=False)
     for step, (x, y) in enumerate(bar):
-        if step >= steps:
-            break
         x = _prepare_input(x, device, batch_transform, channels_last)
         y = _to_device(y, device)
         with _autocast(device, amp_dtype):
@@ -658,7 +670,7 @@ def _train_epoch(model, batches, epoch, steps, optimizer, scheduler, scaler, los
             if clip_grad is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
             optimizer.step()
-        history.batch_lrs.append(float(optimizer.param_groups[0]["lr"]))
+        history.batch_lrs.append(max(float(group["lr"]) for group in optimizer.param_groups))
         _step_scheduler(scheduler)
         batch_loss = loss.detach().float()
         step_losses.append(batch_loss)
@@ -671,6 +683,8 @@ def _train_epoch(model, batches, epoch, steps, optimizer, scheduler, scaler, los
         n_seen += len(y)
         if progress and step % 10 == 0 and hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{batch_loss.item():.4f}")
+    if hasattr(bar, "close"):
+        bar.close()
     history.batch_losses.extend(torch.stack(step_losses).cpu().tolist())
     mean_loss = loss_sum.item() / max(n_seen, 1)
     if not math.isfinite(mean_loss):
@@ -689,9 +703,7 @@ def _inference_batches(model, batches, batch_transform, device, amp_dtype, chann
     model.eval()
     try:
         with torch.inference_mode():
-            for step, (x, y) in enumerate(batches.epoch(0)):
-                if max_steps is not None and step >= max_steps:
-                    break
+            for x, y in itertools.islice(batches.epoch(0), max_steps):
                 x = _prepare_input(x, device, batch_transform, channels_last)
                 with _autocast(device, amp_dtype):
                     output = model(x)
@@ -804,17 +816,20 @@ def feature_cache_path(cache_key, *, pool: bool = True, layer=None, num_samples:
 
 
 def _resolve_layer(backbone: nn.Module, layer) -> nn.Module:
+    """A module from a stage index (``backbone.stages`` holds modules or their names), a name, or itself."""
     if isinstance(layer, nn.Module):
         return layer
     if isinstance(layer, int):
         stages = getattr(backbone, "stages", None)
         if stages is None:
             raise ValueError("layer given as an int needs a backbone with a `stages` attribute")
-        return stages[layer]
-    modules = dict(backbone.named_modules())
-    if layer not in modules:
-        raise KeyError(f"backbone has no module named {layer!r}")
-    return modules[layer]
+        layer = stages[layer]
+        if isinstance(layer, nn.Module):
+            return layer
+    try:
+        return backbone.get_submodule(layer)
+    except AttributeError as err:
+        raise KeyError(f"backbone has no module named {layer!r}") from err
 
 
 def _pool(features: torch.Tensor) -> torch.Tensor:

@@ -138,7 +138,7 @@ def _confusion_title(cm: torch.Tensor, names: Sequence[str]) -> str:
     off_diagonal.fill_diagonal_(0)
     if off_diagonal.sum() > 0:
         true, pred = divmod(int(off_diagonal.argmax()), cm.shape[1])
-        text += f"; most confused: {names[true]} → {names[pred]} ({int(off_diagonal[true, pred])}×)"
+        text += f"\nmost confused: {names[true]} → {names[pred]} ({int(off_diagonal[true, pred])}×)"
     return text
 
 
@@ -156,7 +156,7 @@ def plot_confusion_matrix(labels, preds, class_names: Sequence[str] | None = Non
     values = cm.double()
     if normalize:
         values = 100 * values / values.sum(dim=1, keepdim=True).clamp(min=1)
-    side = max(3.5, 0.55 * k + 2)
+    side = max(4.0, 0.55 * k + 2)
     fig, ax = plt.subplots(figsize=figsize or (side + 1, side))
     image = ax.imshow(values.numpy(), cmap="Blues", vmin=0)
     colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -274,14 +274,16 @@ def _labels_and_image_getter(data):
     return labels, lambda i: data[i][0]
 
 
-def show_top_losses(model_or_logits, data, class_names: Sequence[str], k: int = 8, *, batch_transform=None,
-                    mean=None, std=None, device=None, ncols: int = 4, title: str | None = None):
+def show_top_losses(model_or_logits, data, class_names: Sequence[str] | None = None, k: int = 8, *,
+                    batch_transform=None, mean=None, std=None, device=None, ncols: int = 4, title: str | None = None):
     """The ``k`` most confidently wrong predictions on ``data``, titled "pred / true / p(pred)".
 
     ``model_or_logits`` is a model (run with :func:`utils.train.predict` and ``batch_transform``)
-    or precomputed N x K logits in the order of ``data``. The images are shown as ``data`` holds
-    them; give ``mean``/``std`` if those are normalised floats.
+    or precomputed N x K logits in the order of ``data``. ``class_names`` defaults to
+    ``data.class_names`` (or ``data.classes``), else class indices. The images are shown as
+    ``data`` holds them; give ``mean``/``std`` if those are normalised floats.
     """
+    class_names = class_names or getattr(data, "class_names", None) or getattr(data, "classes", None)
     labels, image_at = _labels_and_image_getter(data)
     if isinstance(model_or_logits, torch.nn.Module):
         from .train import predict
@@ -302,7 +304,8 @@ def show_top_losses(model_or_logits, data, class_names: Sequence[str], k: int = 
         fig.suptitle(title or f"no wrong predictions on {len(labels)} images")
         return fig
     images = [torch.as_tensor(image_at(int(i))) for i in order]
-    titles = [f"{class_names[preds[i]]} / {class_names[labels[i]]} / {confidence[i]:.2f}" for i in order]
+    name = (lambda c: str(class_names[c])) if class_names is not None else str
+    titles = [f"{name(int(preds[i]))} / {name(int(labels[i]))} / {confidence[i]:.2f}" for i in order]
     heading = title or (f"{len(order)} most confident mistakes ({len(wrong)} wrong of {len(labels)}); "
                         "pred / true / p(pred)")
     return show_images(images, titles=titles, ncols=ncols, mean=mean, std=std, title=heading, size_per_image=2.4)
