@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+export OMP_WAIT_POLICY ?= PASSIVE
 
 # Offline data for development and CI: ../shared/data when it exists (see README, "Data").
 SHARED_DATA := $(abspath ../shared/data)

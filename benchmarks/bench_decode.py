@@ -7,7 +7,8 @@ Pipelines, both ending in normalised float batches of ``image_size`` x ``image_s
 2. ``load_tensors`` (decode once, cached on disk) then, per epoch, ``iter_batches`` + ``as_float``.
 
 The speedup is the faster pipeline-1 epoch divided by the pipeline-2 epoch; decoding and caching
-are reported too, since they are paid once. A fresh temporary cache folder is used unless
+are reported too, since they are paid once. torch runs one intra-op thread unless ``--threads``
+says otherwise (see its help); DataLoader workers are separate processes either way. A fresh temporary cache folder is used unless
 ``--keep-cache``. Usage::
 
     python benchmarks/bench_decode.py [--dataset hymenoptera] [--split train] [--image-size 224]
@@ -53,25 +54,8 @@ def epoch_tensor_dataloader(dataset, batch_size: int) -> int:
     return sum(as_float(images, MEAN, STD).shape[0] for images, _ in loader)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="hymenoptera")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--image-size", type=int, default=224, help="pixels (shorter-side resize, center crop)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                        help="DataLoader worker processes for the second folder run")
-    parser.add_argument("--repeats", type=int, default=5, help="tensor epochs to time (median reported)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice); 1 is steadier on a busy machine")
-    parser.add_argument("--keep-cache", action="store_true", help="use the normal cache folder, not a temporary one")
-    args = parser.parse_args()
-    if not args.keep_cache:
-        os.environ["COURSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-decode-cache-")
-    os.environ.setdefault("COURSE_QUIET", "1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
+def run(args: argparse.Namespace) -> None:
+    """Time every pipeline on one split and print the table and the speedup line."""
     size = args.image_size
     preprocess = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor(),
                                      transforms.Normalize(MEAN, STD)])
@@ -109,6 +93,31 @@ def main() -> None:
         print(f"{name:<{width}}  {seconds:8.3f}  {count / seconds:9.0f}")
     best_folder = min(folder_times.values())
     print(f"speedup: {best_folder / tensor_epoch:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="hymenoptera")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--image-size", type=int, default=224, help="pixels (shorter-side resize, center crop)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="DataLoader worker processes for the second folder run")
+    parser.add_argument("--repeats", type=int, default=5, help="tensor epochs to time (median reported)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (0: torch's choice). 1 by default: on a busy machine, "
+                             "OpenMP threads spin-waiting for busy cores make elementwise ops 10x slower or worse")
+    parser.add_argument("--keep-cache", action="store_true", help="use the normal cache folder, not a temporary one")
+    args = parser.parse_args()
+    os.environ.setdefault("COURSE_QUIET", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.keep_cache:
+        run(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-decode-cache-") as cache:
+        os.environ["COURSE_CACHE_DIR"] = cache
+        run(args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@ Notebooks import from here and never copy code between each other. Submodules:
 - ``utils.train``: a small ``fit`` loop, feature caching
 - ``utils.viz``: training curves, confusion matrices, image grids
 """
-from .env import Setup, pick_device, seed_everything, setup
+import os
+
+# On a busy 2-core machine OpenMP threads that spin while waiting slow torch down 10x; yield instead.
+# Must be set before torch loads its OpenMP runtime, hence here, on the first `import utils`.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .env import Setup  # noqa: E402, pick_device, seed_everything, setup
 
 __all__ = ["Setup", "pick_device", "seed_everything", "setup"]
