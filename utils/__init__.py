@@ -16,6 +16,6 @@ import os
 # Must be set before torch loads its OpenMP runtime, hence here, on the first `import utils`.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .env import Setup  # noqa: E402, pick_device, seed_everything, setup
+from .env import Setup, pick_device, seed_everything, setup  # noqa: E402
 
 __all__ = ["Setup", "pick_device", "seed_everything", "setup"]
