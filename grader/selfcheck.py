@@ -55,6 +55,7 @@ def check_lesson(lesson: str, root: Path | str = config.REPO) -> LessonCheck:
         solution = _autograde(api, tmp, lesson, "solution", source, result)
         untouched = _autograde(api, tmp, lesson, "untouched", released, result)
         _judge(tests, solution, untouched, result)
+        _check_solution_runs_clean(tmp, lesson, result)
         result.first_failure = _first_failure(tmp, lesson, tests)
         if result.first_failure not in ("NotImplementedError", "-") or (tests and result.first_failure == "-"):
             result.problems.append(f"first failure on the untouched lesson is {result.first_failure}, not NotImplementedError")
@@ -92,6 +93,18 @@ def _judge(tests: list[str], solution: dict, untouched: dict, result: LessonChec
         result.untouched_score += bad
         if bad > 0:
             result.problems.append(f"{grade_id}: passes on the untouched lesson (a test that cannot fail)")
+
+
+def _check_solution_runs_clean(tmp: Path, lesson: str, result: LessonCheck) -> None:
+    """Any error in the solution, graded cell or not (a broken setup cell scores nothing but breaks the lesson)."""
+    graded = tmp / config.WORK / "autograded" / "solution" / lesson / f"{lesson}.ipynb"
+    if not graded.exists():
+        return
+    for index, cell in enumerate(notebooks.read(graded).cells):
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                result.problems.append(f"the solution raises {output.ename} in cell {index}: {output.evalue[:120]}")
+                break
 
 
 def _first_failure(tmp: Path, lesson: str, tests: list[str]) -> str:

@@ -61,6 +61,18 @@ def test_selfcheck_catches_a_test_that_cannot_fail(tmp_path):
     assert any("cannot fail" in p for p in check.problems)
 
 
+def test_selfcheck_catches_a_broken_ungraded_cell(tmp_path):
+    """A setup cell that raises scores nothing, so only this check notices it."""
+    build_demo(tmp_path)
+    path = config.lesson_notebook(LESSON, tmp_path)
+    nb = notebooks.read(path)
+    setup = next(c for c in nb.cells if "utils.setup(" in c.source)
+    setup.source += "\nutils.no_such_helper()"
+    notebooks.write(nb, path)
+    check = selfcheck.check_lesson(LESSON, root=tmp_path)
+    assert any("raises AttributeError" in p for p in check.problems), check.problems
+
+
 def test_autograde_bad_submissions_are_reported_and_the_rest_graded(demo, tmp_path):
     released = config.lesson_notebook(LESSON, demo, config.RELEASE)
     subs = tmp_path / "subs"
