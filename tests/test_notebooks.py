@@ -4,6 +4,7 @@ The slow checks (smoke execution with papermill, the grader's self-check) are in
 ``test_notebook_runs.py``.
 """
 import ast
+import re
 import filecmp
 import shutil
 
@@ -81,6 +82,7 @@ def test_lesson_opens_with_title_and_ends_with_recap_and_glossary(lesson):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# Lesson {lesson[:2]}")
     tail = "\n".join(c.source for c in nb.cells[-4:] if c.cell_type == "markdown").lower()
     assert "recap" in tail and "glossary" in tail
+    assert re.search("[\uac00-\ud7a3]", tail), "the glossary gives each key term's Korean name"
 
 
 def test_lessons_equal_a_fresh_release(tmp_path):
