@@ -45,6 +45,8 @@ def execute_lesson(lesson: str, smoke: bool, out: Path = BUILD, root: Path = con
     source = config.lesson_notebook(lesson, root, config.SOURCE)
     target = out / f"{lesson}.ipynb"
     os.environ["COURSE_SMOKE"] = "1" if smoke else "0"
+    # Figures belong in the executed copies: a headless MPLBACKEND=Agg (as tests set) would drop them.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     start = time.perf_counter()
     status = "ok"
     try:

@@ -132,3 +132,19 @@ def test_paper_table1_counts_are_v1_macs():
     assert tenths("resnet34") == 3.6
     assert tenths("resnet50_v1") == 3.8
     assert tenths("resnet50") == 4.0          # torchvision's v1.5 is not the paper's network
+
+
+def test_resnet34_shortcut_options():
+    """Options A/B/C of the paper on ResNet-34: parameters of the projections (1x1 conv + BN)."""
+    def projection(c_in, c_out):
+        return c_in * c_out + 2 * c_out
+
+    model = meta_model("resnet34")
+    b = n_params(model)
+    b_projections = sum(n_params(m.downsample) for m in model.modules()
+                        if isinstance(m, tv_resnet.BasicBlock) and m.downsample is not None)
+    assert b_projections == projection(64, 128) + projection(128, 256) + projection(256, 512) == 173_824
+    a = b - b_projections
+    extra_c = 3 * projection(64, 64) + 3 * projection(128, 128) + 5 * projection(256, 256) + 2 * projection(512, 512)
+    assert (a, b, b + extra_c) == (21_623_848, 21_797_672, 22_716_840)
+    assert round(100 * (b / a - 1), 1) == 0.8 and round(100 * ((b + extra_c) / a - 1), 1) == 5.1
