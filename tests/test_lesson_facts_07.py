@@ -102,3 +102,11 @@ def test_torchvision_weights_offline_give_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(RuntimeError, match="efficientnet_lite0"):
         backbones.create("resnet18")
+
+
+def test_imagenette_val_is_mostly_imagenet_training_images():
+    """The lesson's caution: only 134 of Imagenette's 3,925 val images come from ImageNet's validation set."""
+    from pathlib import Path
+    val = data.get_dataset("imagenette-160", "val")
+    held_out = sum(Path(path).name.startswith("ILSVRC2012_val") for path, _ in val.samples)
+    assert (len(val), held_out) == (3925, 134)
