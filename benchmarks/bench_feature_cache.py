@@ -20,7 +20,7 @@ Both loops are timed end to end over all epochs: nothing is extrapolated. Loop 2
 extraction. The last line is ``speedup: N.Nx`` (loop 1's seconds / loop 2's). Usage::
 
     python benchmarks/bench_feature_cache.py            # all 244 + 153 images at 160 px (several minutes on 2 cores)
-    python benchmarks/bench_feature_cache.py --quick    # 30 + 30 images per class at 128 px (about a minute)
+    python benchmarks/bench_feature_cache.py --quick    # 30 + 30 images per class at 128 px (a minute or two)
 """
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="a stratified subset (--per-class 30) at 128 px: about a minute on 2 CPU cores")
+                        help="a stratified subset (--per-class 30) at 128 px: a minute or two on 2 idle CPU cores")
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--image-size", type=int, default=None,
                         help="pixels of the center crop (default 160; 128 with --quick)")
