@@ -17,7 +17,7 @@ from torch import nn
 
 from utils import backbones as B
 
-DATA = Path(os.environ.get("COURSE_SHARED_DATA", "/work/shared/data"))
+DATA = Path(os.environ.get("COURSE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 IMAGENETTE_VAL = DATA / "imagenette2-160" / "val"
 HYMENOPTERA_VAL = DATA / "hymenoptera_data" / "val"
 # Imagenette's folders in sorted order, and each one's ImageNet class index.
@@ -121,6 +121,20 @@ def test_lite0_api(lite0):
     assert [info[n]["reduction"] for n in ("stem", "blocks.1", "blocks.2", "blocks.4", "blocks.6")] == [2, 4, 8, 16, 32]
     with pytest.raises(ValueError, match="unknown stage"):
         lite0.forward_stages(x, ["layer1"])
+
+
+def test_pooled_stage_features_equal_forward_stages_and_keep_bn_and_mode():
+    model = B.create("efficientnet_lite0", pretrained=False).train()
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    x = torch.randn(5, 3, 64, 64)
+    pooled = B.pooled_stage_features(model, x, ["blocks.1", "conv_head"], batch_size=2)
+    assert model.training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items())
+    with torch.no_grad():
+        reference = model.eval().forward_stages(x, ["blocks.1", "conv_head"])
+    assert pooled["blocks.1"].shape == (5, 24) and pooled["conv_head"].shape == (5, 1280)
+    for name, out in reference.items():
+        assert torch.allclose(pooled[name], out.mean(dim=(2, 3)), atol=1e-5)
 
 
 def test_reset_classifier_and_num_classes():

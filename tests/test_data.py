@@ -1,7 +1,7 @@
 """Tests of utils.data and utils.download: real offline copies for counts, tiny fakes for everything else.
 
 The real datasets come from ``$COURSE_DATA_DIR`` as set when pytest starts (default
-``/work/shared/data``); tests needing them skip with the reason when absent. Downloads are tested
+``../shared/data`` beside the repository); tests needing them skip with the reason when absent. Downloads are tested
 against a local HTTP server on 127.0.0.1 serving archives built in ``tmp_path``: no test needs the
 internet, and no test writes into the user's own data or cache folders.
 """
@@ -31,7 +31,7 @@ from utils.data import (ChecksumError, CorruptImageError, DatasetMissingError, D
                         IncompleteDatasetError, Remote, TensorImageDataset, as_float, get_dataset, iter_batches,
                         load_tensors, stratified_subset)
 
-SHARED_DATA = Path(os.environ.get("COURSE_DATA_DIR") or "/work/shared/data")
+SHARED_DATA = Path(os.environ.get("COURSE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -51,7 +51,7 @@ __all__ = [
     "create", "list_backbones", "imagenet_classes", "decode_imagenet",
     "transforms", "batch_transform",
     "freeze", "unfreeze", "frozen_bn_modules", "trainable_report", "count_trainable",
-    "stage_names", "param_groups", "layerwise_lrs",
+    "stage_names", "param_groups", "layerwise_lrs", "pool_features", "pooled_stage_features",
     "lite0_weights_path", "lite0_state_dict_for_timm", "efficientnet_lite0_timm",
     "cached_weights_path",
 ]
@@ -262,6 +262,27 @@ class Backbone(nn.Module):
 def pool_features(features: torch.Tensor) -> torch.Tensor:
     """Global average pool: B x C x h x w -> B x C."""
     return features.mean(dim=(2, 3))
+
+
+def pooled_stage_features(model: Backbone, images: torch.Tensor, stages: Sequence[str],
+                          batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """Pooled features of several stages (``{stage: N x C}`` on the CPU), one forward pass per batch.
+
+    Linear probes at several depths need every depth's features for the same images; running the
+    network once per depth would cost ``len(stages)`` times more. Eval mode and no autograd, so
+    probing never moves BatchNorm statistics; the model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in stages}
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                for name, out in model.forward_stages(images[start:start + batch_size], stages).items():
+                    chunks[name].append((pool_features(out) if out.ndim == 4 else out).float().cpu())
+    finally:
+        model.train(was_training)
+    return {name: torch.cat(parts) for name, parts in chunks.items()}
 
 
 # --------------------------------------------------------------------------- EfficientNet-Lite0
