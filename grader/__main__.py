@@ -7,6 +7,7 @@
     selfcheck [LESSON ...]          solution scores full marks, untouched release scores 0
     execute [--smoke|--full] [LESSON ...]   run solutions/ notebooks with papermill
     normalize [NOTEBOOK ...]        strip outputs and volatile metadata
+    glossary [--write]              the course glossary (English, Korean, lesson), from the lessons
 """
 from __future__ import annotations
 
@@ -92,6 +93,20 @@ def cmd_normalize(args) -> int:
     return 0
 
 
+def cmd_glossary(args) -> int:
+    from . import glossary
+
+    again = glossary.repeated()
+    for entry in again:
+        print(f"Lesson {entry.lesson[:2]} repeats {entry.english!r}: name it under the table instead")
+    if args.write:
+        glossary.write_readme()
+        print("README.md glossary updated")
+    else:
+        print(glossary.readme_table())
+    return 1 if again else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m grader", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -123,6 +138,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("normalize", help="strip outputs and volatile metadata from notebooks")
     s.add_argument("notebooks", nargs="*")
     s.set_defaults(func=cmd_normalize)
+    s = sub.add_parser("glossary", help="the course glossary collected from the lessons")
+    s.add_argument("--write", action="store_true", help="update the README's glossary section")
+    s.set_defaults(func=cmd_glossary)
     return p
 
 

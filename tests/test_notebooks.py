@@ -93,3 +93,10 @@ def test_lessons_equal_a_fresh_release(tmp_path):
         committed = config.lesson_notebook(lesson, folder=config.RELEASE)
         assert filecmp.cmp(fresh, committed, shallow=False), \
             f"lessons/{lesson} is stale: run `python -m grader release {lesson[:2]}` and commit"
+
+
+def test_each_term_gets_its_korean_name_once_and_the_readme_lists_them():
+    from grader import glossary
+
+    assert glossary.repeated() == [], "a later lesson repeats a glossary term: name it under the table instead"
+    assert glossary.readme_block() == glossary.readme_table(), "run `python -m grader glossary --write`"
