@@ -55,7 +55,9 @@ def repeated(root: Path = config.REPO) -> list[Entry]:
     """Entries whose term an earlier lesson already defined (should be none)."""
     seen, again = set(), []
     for entry in course_entries(root):
-        (again.append(entry) if entry.key in seen else seen.add(entry.key))
+        if entry.key in seen:
+            again.append(entry)
+        seen.add(entry.key)
     return again
 
 

@@ -95,9 +95,13 @@ def _judge(tests: list[str], solution: dict, untouched: dict, result: LessonChec
             result.problems.append(f"{grade_id}: passes on the untouched lesson (a test that cannot fail)")
 
 
+def _autograded(tmp: Path, lesson: str, student: str) -> Path:
+    return tmp / config.WORK / "autograded" / student / lesson / f"{lesson}.ipynb"
+
+
 def _check_solution_runs_clean(tmp: Path, lesson: str, result: LessonCheck) -> None:
     """Any error in the solution, graded cell or not (a broken setup cell scores nothing but breaks the lesson)."""
-    graded = tmp / config.WORK / "autograded" / "solution" / lesson / f"{lesson}.ipynb"
+    graded = _autograded(tmp, lesson, "solution")
     if not graded.exists():
         return
     for index, cell in enumerate(notebooks.read(graded).cells):
@@ -108,7 +112,7 @@ def _check_solution_runs_clean(tmp: Path, lesson: str, result: LessonCheck) -> N
 
 
 def _first_failure(tmp: Path, lesson: str, tests: list[str]) -> str:
-    graded = tmp / config.WORK / "autograded" / "untouched" / lesson / f"{lesson}.ipynb"
+    graded = _autograded(tmp, lesson, "untouched")
     if not graded.exists():
         return "-"
     for cell in notebooks.read(graded).cells:

@@ -4,8 +4,8 @@ The slow checks (smoke execution with papermill, the grader's self-check) are in
 ``test_notebook_runs.py``.
 """
 import ast
-import re
 import filecmp
+import re
 import shutil
 
 import pytest
