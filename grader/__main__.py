@@ -5,7 +5,8 @@
     feedback --lesson LESSON        HTML feedback for graded submissions (hidden tests removed)
     export [--out FILE]             grades as CSV
     selfcheck [LESSON ...]          solution scores full marks, untouched release scores 0
-    execute [--smoke|--full] [LESSON ...]   run solutions/ notebooks with papermill
+    execute [--smoke|--full] [--readme] [LESSON ...]
+                                    run solutions/ notebooks with papermill (--readme: record the times)
     normalize [NOTEBOOK ...]        strip outputs and volatile metadata
     glossary [--write]              the course glossary (English, Korean, lesson), from the lessons
 """
@@ -76,9 +77,14 @@ def cmd_selfcheck(args) -> int:
 def cmd_execute(args) -> int:
     from . import execute
 
-    smoke = True if args.smoke else False if args.full else None
+    smoke = execute.default_smoke() if not (args.smoke or args.full) else args.smoke
+    if args.readme and not smoke and execute.default_smoke():
+        sys.exit("--readme with --full records GPU times, and this machine has no CUDA GPU")
     runs = execute.execute_all(_lessons(args.lessons), smoke=smoke, out=Path(args.out))
     print(f"timing table: {Path(args.out) / 'timings.md'}")
+    if args.readme:
+        updated = execute.record_in_readme(runs)
+        print(f"README lesson table: times recorded for lessons {', '.join(updated) or 'none'}")
     return 0 if all(r.status == "ok" for r in runs) else 1
 
 
@@ -133,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--smoke", action="store_true", help="fast CPU check (default without a GPU)")
     mode.add_argument("--full", action="store_true", help="full mode (default with a GPU)")
     s.add_argument("--out", default=str(config.REPO / "build" / "executed"))
+    s.add_argument("--readme", action="store_true",
+                   help="write the times into the README's lesson table (full mode: on a GPU only)")
     s.add_argument("lessons", nargs="*")
     s.set_defaults(func=cmd_execute)
     s = sub.add_parser("normalize", help="strip outputs and volatile metadata from notebooks")

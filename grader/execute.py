@@ -15,6 +15,7 @@ from pathlib import Path
 from . import config
 
 BUILD = config.REPO / "build" / "executed"
+TABLE_START, TABLE_END = "<!-- lesson-table:start -->", "<!-- lesson-table:end -->"
 
 
 @dataclass
@@ -81,3 +82,30 @@ def write_timings(runs: list[Run], out: Path) -> None:
     lines = [f"Device: {device_name()}", "", "| lesson | mode | seconds | status |", "|---|---|---:|---|"]
     lines += [f"| {r.lesson} | {r.mode} | {r.seconds:.1f} | {r.status} |" for r in runs]
     (out / "timings.md").write_text("\n".join(lines) + "\n")
+
+
+def record_in_readme(runs: list[Run], root: Path = config.REPO) -> list[str]:
+    """Write each successful run's time into the README lesson table's smoke or full column.
+
+    The full column holds GPU times, so full-mode runs on a machine without CUDA are refused:
+    a CPU full run would promise students a speed that has nothing to do with their GPU.
+    Returns the numbers ("01", ...) of the lessons whose row changed.
+    """
+    if any(r.mode == "full" for r in runs) and default_smoke():
+        raise RuntimeError("the README's full column holds GPU times and this machine has no CUDA GPU; "
+                           "this run's times are in build/executed/timings.md")
+    path = Path(root) / "README.md"
+    head, rest = path.read_text().split(TABLE_START, 1)
+    table, tail = rest.split(TABLE_END, 1)
+    times = {r.lesson[:2]: (r.mode, f"{r.seconds:.0f} s") for r in runs if r.status == "ok"}
+    lines, updated = [], []
+    for line in table.split("\n"):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in times and len(cells) == 5:
+            mode, value = times[cells[0]]
+            cells[3 if mode == "smoke" else 4] = value
+            line = "| " + " | ".join(cells) + " |"
+            updated.append(cells[0])
+        lines.append(line)
+    path.write_text(head + TABLE_START + "\n".join(lines) + TABLE_END + tail)
+    return updated

@@ -126,3 +126,34 @@ def test_unknown_lesson_is_a_clear_error(demo, tmp_path):
         course.autograde(tmp_path, "99_nope", root=demo)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         course.autograde(tmp_path / "missing", LESSON, root=demo)
+
+
+def _readme_copy(tmp_path):
+    shutil.copyfile(config.REPO / "README.md", tmp_path / "README.md")
+    return tmp_path / "README.md"
+
+
+def _row(text, number):
+    return next(line for line in text.splitlines() if line.startswith(f"| {number} | "))
+
+
+def test_execute_records_times_in_the_readme_lesson_table(tmp_path, monkeypatch):
+    from grader import execute
+
+    readme = _readme_copy(tmp_path)
+    before = readme.read_text()
+    runs = [execute.Run("01_conv_arithmetic", "smoke", 12.4, "ok"),
+            execute.Run("02_alexnet_zfnet", "smoke", 9.0, "FAILED in cell 3")]
+    assert execute.record_in_readme(runs, tmp_path) == ["01"]
+    after = readme.read_text()
+    assert _row(after, "01").split(" | ")[3] == "12 s"
+    assert _row(after, "02") == _row(before, "02"), "a failed run leaves its row alone"
+    assert [l for l in after.splitlines() if not l.startswith("| 01 |")] == \
+           [l for l in before.splitlines() if not l.startswith("| 01 |")], "nothing else changes"
+
+    monkeypatch.setattr(execute, "default_smoke", lambda: True)      # no GPU: full times are refused
+    with pytest.raises(RuntimeError, match="GPU"):
+        execute.record_in_readme([execute.Run("03_vgg", "full", 61.0, "ok")], tmp_path)
+    monkeypatch.setattr(execute, "default_smoke", lambda: False)
+    execute.record_in_readme([execute.Run("03_vgg", "full", 61.0, "ok")], tmp_path)
+    assert _row(readme.read_text(), "03").endswith("| 61 s |")
