@@ -5,7 +5,7 @@
     feedback --lesson LESSON        HTML feedback for graded submissions (hidden tests removed)
     export [--out FILE]             grades as CSV
     selfcheck [LESSON ...]          solution scores full marks, untouched release scores 0
-    execute [--smoke|--full] [--readme] [LESSON ...]
+    execute [--smoke|--full] [--readme] [--param NAME=VALUE ...] [LESSON ...]
                                     run solutions/ notebooks with papermill (--readme: record the times)
     normalize [NOTEBOOK ...]        strip outputs and volatile metadata
     glossary [--write]              the course glossary (English, Korean, lesson), from the lessons
@@ -80,7 +80,16 @@ def cmd_execute(args) -> int:
     smoke = execute.default_smoke() if not (args.smoke or args.full) else args.smoke
     if args.readme and not smoke and execute.default_smoke():
         sys.exit("--readme with --full records GPU times, and this machine has no CUDA GPU")
-    runs = execute.execute_all(_lessons(args.lessons), smoke=smoke, out=Path(args.out))
+    try:
+        overrides = execute.parse_overrides(args.param)
+    except ValueError as err:
+        sys.exit(str(err))
+    if args.readme and overrides:
+        sys.exit("--readme records the lessons' own modes; drop --param")
+    try:
+        runs = execute.execute_all(_lessons(args.lessons), smoke=smoke, out=Path(args.out), overrides=overrides)
+    except ValueError as err:
+        sys.exit(str(err))
     print(f"timing table: {Path(args.out) / 'timings.md'}")
     if args.readme:
         updated = execute.record_in_readme(runs)
@@ -141,6 +150,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=str(config.REPO / "build" / "executed"))
     s.add_argument("--readme", action="store_true",
                    help="write the times into the README's lesson table (full mode: on a GPU only)")
+    s.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a parameters-cell value, e.g. --param EPOCHS=1 (repeatable)")
     s.add_argument("lessons", nargs="*")
     s.set_defaults(func=cmd_execute)
     s = sub.add_parser("normalize", help="strip outputs and volatile metadata from notebooks")

@@ -39,8 +39,13 @@ def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
 
 
-def execute_lesson(lesson: str, smoke: bool, out: Path = BUILD, root: Path = config.REPO) -> Run:
-    """Run one lesson's solution notebook; return its timing and status."""
+def execute_lesson(lesson: str, smoke: bool, out: Path = BUILD, root: Path = config.REPO,
+                   overrides: dict | None = None) -> Run:
+    """Run one lesson's solution notebook; return its timing and status.
+
+    ``overrides`` set other parameters-cell values, e.g. ``{"EPOCHS": 1}`` to walk full mode's code
+    paths on a CPU in minutes (such a run's times and results are not full mode's).
+    """
     import papermill as pm
 
     source = config.lesson_notebook(lesson, root, config.SOURCE)
@@ -51,26 +56,57 @@ def execute_lesson(lesson: str, smoke: bool, out: Path = BUILD, root: Path = con
     start = time.perf_counter()
     status = "ok"
     try:
-        pm.execute_notebook(str(source), str(target), parameters={"SMOKE": smoke}, kernel_name="python3",
+        pm.execute_notebook(str(source), str(target), parameters={"SMOKE": smoke, **(overrides or {})}, kernel_name="python3",
                             cwd=str(source.parent), progress_bar=False, log_output=False)
     except pm.PapermillExecutionError as err:
         status = f"FAILED in cell {err.cell_index} (execution count {err.exec_count}): {err.ename}: {err.evalue}"
     except Exception as err:  # a dead kernel, a missing kernel: still report and go on
         status = f"FAILED: {type(err).__name__}: {err}"
-    return Run(lesson, "smoke" if smoke else "full", time.perf_counter() - start, status)
+    mode = ("smoke" if smoke else "full") + ("+overrides" if overrides else "")
+    return Run(lesson, mode, time.perf_counter() - start, status)
 
 
-def execute_all(lessons: list[str] | None = None, smoke: bool | None = None, out: Path = BUILD) -> list[Run]:
+def execute_all(lessons: list[str] | None = None, smoke: bool | None = None, out: Path = BUILD,
+                overrides: dict | None = None) -> list[Run]:
     """Execute lessons in order, printing each result as it lands, and write the timing table."""
     smoke = default_smoke() if smoke is None else smoke
+    lessons = lessons or config.lessons()
+    for lesson in lessons:
+        check_parameters(lesson, overrides or {})
     out.mkdir(parents=True, exist_ok=True)
     runs = []
-    for lesson in lessons or config.lessons():
-        run = execute_lesson(lesson, smoke, out)
+    for lesson in lessons:
+        run = execute_lesson(lesson, smoke, out, overrides=overrides)
         print(f"{run.lesson:<34}{run.mode:<7}{run.seconds:>7.1f}s  {run.status}", flush=True)
         runs.append(run)
     write_timings(runs, out)
     return runs
+
+
+def check_parameters(lesson: str, overrides: dict, root: Path = config.REPO) -> None:
+    """A misspelt override would be injected and silently ignored: refuse names the lesson does not have."""
+    import papermill as pm
+
+    known = pm.inspect_notebook(str(config.lesson_notebook(lesson, root, config.SOURCE)))
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"{lesson} has no parameter {', '.join(unknown)}; its parameters: {', '.join(known)}")
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["EPOCHS=1", "DEPTHS=[8, 14]", "BACKBONE=resnet18"]`` -> values as Python literals (else strings)."""
+    import ast
+
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"--param takes NAME=VALUE, got {pair!r}")
+        try:
+            overrides[name.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            overrides[name.strip()] = value.strip()
+    return overrides
 
 
 def write_timings(runs: list[Run], out: Path) -> None:
@@ -97,7 +133,8 @@ def record_in_readme(runs: list[Run], root: Path = config.REPO) -> list[str]:
     path = Path(root) / "README.md"
     head, rest = path.read_text().split(TABLE_START, 1)
     table, tail = rest.split(TABLE_END, 1)
-    times = {r.lesson[:2]: (r.mode, f"{r.seconds:.0f} s") for r in runs if r.status == "ok"}
+    recorded = [r for r in runs if r.status == "ok" and r.mode in ("smoke", "full")]
+    times = {r.lesson[:2]: (r.mode, f"{r.seconds:.0f} s") for r in recorded}
     lines, updated = [], []
     for line in table.split("\n"):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

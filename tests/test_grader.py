@@ -157,3 +157,15 @@ def test_execute_records_times_in_the_readme_lesson_table(tmp_path, monkeypatch)
     monkeypatch.setattr(execute, "default_smoke", lambda: False)
     execute.record_in_readme([execute.Run("03_vgg", "full", 61.0, "ok")], tmp_path)
     assert _row(readme.read_text(), "03").endswith("| 61 s |")
+
+
+def test_execute_parameter_overrides_are_literals_and_must_exist():
+    from grader import execute
+
+    assert execute.parse_overrides(["EPOCHS=1", "DEPTHS=[8, 14]", "BACKBONE=resnet18", "LR=1e-3"]) == \
+        {"EPOCHS": 1, "DEPTHS": [8, 14], "BACKBONE": "resnet18", "LR": 1e-3}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        execute.parse_overrides(["EPOCHS"])
+    execute.check_parameters("05_resnet", {"EPOCHS": 1, "DEPTHS": [8, 14]})
+    with pytest.raises(ValueError, match="EPOCH\\b.*its parameters: SMOKE"):
+        execute.check_parameters("05_resnet", {"EPOCH": 1})
