@@ -7,6 +7,7 @@
     selfcheck [LESSON ...]          solution scores full marks, untouched release scores 0
     execute [--smoke|--full] [--readme] [--param NAME=VALUE ...] [LESSON ...]
                                     run solutions/ notebooks with papermill (--readme: record the times)
+    record TIMINGS_CSV              write the times of an execute run made elsewhere into the README
     normalize [NOTEBOOK ...]        strip outputs and volatile metadata
     glossary [--write]              the course glossary (English, Korean, lesson), from the lessons
 """
@@ -97,6 +98,17 @@ def cmd_execute(args) -> int:
     return 0 if all(r.status == "ok" for r in runs) else 1
 
 
+def cmd_record(args) -> int:
+    from . import execute
+
+    try:
+        updated = execute.record_in_readme(execute.read_timings(args.timings))
+    except (OSError, KeyError, RuntimeError) as err:
+        sys.exit(f"could not record {args.timings}: {err}")
+    print(f"README lesson table: times recorded for lessons {', '.join(updated) or 'none'}")
+    return 0
+
+
 def cmd_normalize(args) -> int:
     from . import notebooks
 
@@ -154,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
                    help="override a parameters-cell value, e.g. --param EPOCHS=1 (repeatable)")
     s.add_argument("lessons", nargs="*")
     s.set_defaults(func=cmd_execute)
+    s = sub.add_parser("record", help="write the times of a timings.csv (e.g. from a GPU machine) into the README")
+    s.add_argument("timings", help="a timings.csv written by `execute`")
+    s.set_defaults(func=cmd_record)
     s = sub.add_parser("normalize", help="strip outputs and volatile metadata from notebooks")
     s.add_argument("notebooks", nargs="*")
     s.set_defaults(func=cmd_normalize)

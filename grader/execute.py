@@ -24,6 +24,7 @@ class Run:
     mode: str
     seconds: float
     status: str
+    device: str = ""
 
 
 def default_smoke() -> bool:
@@ -63,12 +64,13 @@ def execute_lesson(lesson: str, smoke: bool, out: Path = BUILD, root: Path = con
     except Exception as err:  # a dead kernel, a missing kernel: still report and go on
         status = f"FAILED: {type(err).__name__}: {err}"
     mode = ("smoke" if smoke else "full") + ("+overrides" if overrides else "")
-    return Run(lesson, mode, time.perf_counter() - start, status)
+    return Run(lesson, mode, time.perf_counter() - start, status, device_name())
 
 
 def execute_all(lessons: list[str] | None = None, smoke: bool | None = None, out: Path = BUILD,
                 overrides: dict | None = None) -> list[Run]:
-    """Execute lessons in order, printing each result as it lands, and write the timing table."""
+    """Execute lessons in order, printing each result as it lands and rewriting the timing table after each
+    (a run cut short by a time limit still leaves the times of the lessons it finished)."""
     smoke = default_smoke() if smoke is None else smoke
     lessons = lessons or config.lessons()
     for lesson in lessons:
@@ -79,7 +81,7 @@ def execute_all(lessons: list[str] | None = None, smoke: bool | None = None, out
         run = execute_lesson(lesson, smoke, out, overrides=overrides)
         print(f"{run.lesson:<34}{run.mode:<7}{run.seconds:>7.1f}s  {run.status}", flush=True)
         runs.append(run)
-    write_timings(runs, out)
+        write_timings(runs, out)
     return runs
 
 
@@ -110,26 +112,34 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 
 def write_timings(runs: list[Run], out: Path) -> None:
-    """``timings.csv`` and a markdown ``timings.md`` with the device named."""
+    """``timings.csv`` (read back by :func:`read_timings`) and a markdown ``timings.md``."""
     with (out / "timings.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["lesson", "mode", "seconds", "status"])
-        writer.writerows([r.lesson, r.mode, f"{r.seconds:.1f}", r.status] for r in runs)
-    lines = [f"Device: {device_name()}", "", "| lesson | mode | seconds | status |", "|---|---|---:|---|"]
-    lines += [f"| {r.lesson} | {r.mode} | {r.seconds:.1f} | {r.status} |" for r in runs]
+        writer.writerow(["lesson", "mode", "seconds", "status", "device"])
+        writer.writerows([r.lesson, r.mode, f"{r.seconds:.1f}", r.status, r.device] for r in runs)
+    lines = ["| lesson | mode | seconds | device | status |", "|---|---|---:|---|---|"]
+    lines += [f"| {r.lesson} | {r.mode} | {r.seconds:.1f} | {r.device} | {r.status} |" for r in runs]
     (out / "timings.md").write_text("\n".join(lines) + "\n")
+
+
+def read_timings(path: Path | str) -> list[Run]:
+    """The runs of a ``timings.csv``, e.g. one brought back from a GPU machine."""
+    with Path(path).open(newline="") as handle:
+        return [Run(row["lesson"], row["mode"], float(row["seconds"]), row["status"], row.get("device", ""))
+                for row in csv.DictReader(handle)]
 
 
 def record_in_readme(runs: list[Run], root: Path = config.REPO) -> list[str]:
     """Write each successful run's time into the README lesson table's smoke or full column.
 
-    The full column holds GPU times, so full-mode runs on a machine without CUDA are refused:
-    a CPU full run would promise students a speed that has nothing to do with their GPU.
-    Returns the numbers ("01", ...) of the lessons whose row changed.
+    The full column holds GPU times, so full-mode runs made on a CPU are refused: they would promise
+    students a speed that has nothing to do with their GPU. Returns the numbers ("01", ...) of the
+    lessons whose row changed.
     """
-    if any(r.mode == "full" for r in runs) and default_smoke():
-        raise RuntimeError("the README's full column holds GPU times and this machine has no CUDA GPU; "
-                           "this run's times are in build/executed/timings.md")
+    on_cpu = [r.lesson for r in runs if r.mode == "full" and (not r.device or r.device.startswith("cpu"))]
+    if on_cpu:
+        raise RuntimeError(f"the README's full column holds GPU times; {', '.join(on_cpu)} ran in full mode "
+                           "without a CUDA GPU (their times stay in build/executed/timings.md)")
     path = Path(root) / "README.md"
     head, rest = path.read_text().split(TABLE_START, 1)
     table, tail = rest.split(TABLE_END, 1)

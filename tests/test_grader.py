@@ -137,25 +137,28 @@ def _row(text, number):
     return next(line for line in text.splitlines() if line.startswith(f"| {number} | "))
 
 
-def test_execute_records_times_in_the_readme_lesson_table(tmp_path, monkeypatch):
+def test_execute_records_times_in_the_readme_lesson_table(tmp_path):
     from grader import execute
 
     readme = _readme_copy(tmp_path)
     before = readme.read_text()
-    runs = [execute.Run("01_conv_arithmetic", "smoke", 12.4, "ok"),
-            execute.Run("02_alexnet_zfnet", "smoke", 9.0, "FAILED in cell 3")]
+    runs = [execute.Run("01_conv_arithmetic", "smoke", 12.4, "ok", "cpu (2 cores)"),
+            execute.Run("02_alexnet_zfnet", "smoke", 9.0, "FAILED in cell 3", "cpu (2 cores)"),
+            execute.Run("04_inception", "full+overrides", 9.0, "ok", "NVIDIA H100")]
     assert execute.record_in_readme(runs, tmp_path) == ["01"]
     after = readme.read_text()
     assert _row(after, "01").split(" | ")[3] == "12 s"
     assert _row(after, "02") == _row(before, "02"), "a failed run leaves its row alone"
+    assert _row(after, "04") == _row(before, "04"), "a run with overridden parameters is not the lesson's time"
     assert [l for l in after.splitlines() if not l.startswith("| 01 |")] == \
            [l for l in before.splitlines() if not l.startswith("| 01 |")], "nothing else changes"
 
-    monkeypatch.setattr(execute, "default_smoke", lambda: True)      # no GPU: full times are refused
-    with pytest.raises(RuntimeError, match="GPU"):
-        execute.record_in_readme([execute.Run("03_vgg", "full", 61.0, "ok")], tmp_path)
-    monkeypatch.setattr(execute, "default_smoke", lambda: False)
-    execute.record_in_readme([execute.Run("03_vgg", "full", 61.0, "ok")], tmp_path)
+    with pytest.raises(RuntimeError, match="GPU times; 03_vgg ran in full mode without"):
+        execute.record_in_readme([execute.Run("03_vgg", "full", 61.0, "ok", "cpu (16 cores)")], tmp_path)
+    gpu_runs = [execute.Run("03_vgg", "full", 61.0, "ok", "NVIDIA H100 80GB HBM3")]
+    execute.write_timings(gpu_runs, tmp_path)
+    assert execute.read_timings(tmp_path / "timings.csv") == gpu_runs
+    execute.record_in_readme(execute.read_timings(tmp_path / "timings.csv"), tmp_path)
     assert _row(readme.read_text(), "03").endswith("| 61 s |")
 
 
