@@ -103,7 +103,7 @@ def cmd_record(args) -> int:
 
     try:
         updated = execute.record_in_readme(execute.read_timings(args.timings))
-    except (OSError, KeyError, RuntimeError) as err:
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
         sys.exit(f"could not record {args.timings}: {err}")
     print(f"README lesson table: times recorded for lessons {', '.join(updated) or 'none'}")
     return 0

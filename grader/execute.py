@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
+from . import config, readme
 
 BUILD = config.REPO / "build" / "executed"
-TABLE_START, TABLE_END = "<!-- lesson-table:start -->", "<!-- lesson-table:end -->"
 
 
 @dataclass
@@ -57,8 +56,8 @@ def execute_lesson(lesson: str, smoke: bool, out: Path = BUILD, root: Path = con
     start = time.perf_counter()
     status = "ok"
     try:
-        pm.execute_notebook(str(source), str(target), parameters={"SMOKE": smoke, **(overrides or {})}, kernel_name="python3",
-                            cwd=str(source.parent), progress_bar=False, log_output=False)
+        pm.execute_notebook(str(source), str(target), parameters={"SMOKE": smoke, **(overrides or {})},
+                            kernel_name="python3", cwd=str(source.parent), progress_bar=False, log_output=False)
     except pm.PapermillExecutionError as err:
         status = f"FAILED in cell {err.cell_index} (execution count {err.exec_count}): {err.ename}: {err.evalue}"
     except Exception as err:  # a dead kernel, a missing kernel: still report and go on
@@ -140,13 +139,10 @@ def record_in_readme(runs: list[Run], root: Path = config.REPO) -> list[str]:
     if on_cpu:
         raise RuntimeError(f"the README's full column holds GPU times; {', '.join(on_cpu)} ran in full mode "
                            "without a CUDA GPU (their times stay in build/executed/timings.md)")
-    path = Path(root) / "README.md"
-    head, rest = path.read_text().split(TABLE_START, 1)
-    table, tail = rest.split(TABLE_END, 1)
     recorded = [r for r in runs if r.status == "ok" and r.mode in ("smoke", "full")]
     times = {r.lesson[:2]: (r.mode, f"{r.seconds:.0f} s") for r in recorded}
     lines, updated = [], []
-    for line in table.split("\n"):
+    for line in readme.read_section("lesson-table", root).split("\n"):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if cells[0] in times and len(cells) == 5:
             mode, value = times[cells[0]]
@@ -154,5 +150,5 @@ def record_in_readme(runs: list[Run], root: Path = config.REPO) -> list[str]:
             line = "| " + " | ".join(cells) + " |"
             updated.append(cells[0])
         lines.append(line)
-    path.write_text(head + TABLE_START + "\n".join(lines) + TABLE_END + tail)
+    readme.write_section("lesson-table", "\n".join(lines), root)
     return updated

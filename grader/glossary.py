@@ -11,11 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config, notebooks
+from . import config, notebooks, readme
 
 ROW = re.compile(r"^\|\s*(?P<english>[^|]+?)\s*\|\s*(?P<korean>[^|]*[\uac00-\ud7a3][^|]*?)\s*\|\s*$", re.M)
 HEADER_WORDS = {"english", "term"}
-START, END = "<!-- glossary:start -->", "<!-- glossary:end -->"
 EARLIER = "Terms from earlier lessons used here:"
 
 
@@ -69,13 +68,8 @@ def readme_table(root: Path = config.REPO) -> str:
 
 
 def write_readme(root: Path = config.REPO) -> None:
-    path = Path(root) / "README.md"
-    text = path.read_text()
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{readme_table(root)}\n{END}{tail}")
+    readme.write_section("glossary", f"\n{readme_table(root)}\n", root)
 
 
 def readme_block(root: Path = config.REPO) -> str:
-    text = (Path(root) / "README.md").read_text()
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n")
+    return readme.read_section("glossary", root).strip("\n")

@@ -172,3 +172,14 @@ def test_execute_parameter_overrides_are_literals_and_must_exist():
     execute.check_parameters("05_resnet", {"EPOCHS": 1, "DEPTHS": [8, 14]})
     with pytest.raises(ValueError, match="EPOCH\\b.*its parameters: SMOKE"):
         execute.check_parameters("05_resnet", {"EPOCH": 1})
+
+
+def test_readme_sections_round_trip_and_missing_markers_are_named(tmp_path):
+    from grader import readme
+
+    (tmp_path / "README.md").write_text("intro\n<!-- s:start -->\nold\n<!-- s:end -->\noutro\n")
+    assert readme.read_section("s", tmp_path) == "\nold\n"
+    readme.write_section("s", "\nnew\n", tmp_path)
+    assert (tmp_path / "README.md").read_text() == "intro\n<!-- s:start -->\nnew\n<!-- s:end -->\noutro\n"
+    with pytest.raises(ValueError, match="no <!-- other:start --> ... <!-- other:end --> section"):
+        readme.read_section("other", tmp_path)
