@@ -4,7 +4,9 @@ For each lesson, in a scratch copy of the course: release it, submit the solutio
 notebook as student ``solution`` and the untouched release as student ``untouched``,
 autograde both through nbgrader, and require full marks for the first and zero on
 every autograded test cell for the second, whose first failure must be the stub's
-``NotImplementedError`` (not, say, a NameError from a broken lesson).
+``NotImplementedError`` (not, say, a NameError from a broken lesson). Then the lesson's cheat suite
+(``tests/cheats/lNN.py``, see :mod:`grader.cheats`) is graded the same way, and every cheat must score 0
+on the test it targets.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config, course, notebooks
+from . import cheats, config, course, notebooks
 
 
 @dataclass
@@ -26,6 +28,8 @@ class LessonCheck:
     untouched_score: float = 0.0
     first_failure: str = "-"
     seconds: float = 0.0
+    cheats: int = 0
+    cheats_caught: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -59,6 +63,7 @@ def check_lesson(lesson: str, root: Path | str = config.REPO) -> LessonCheck:
         result.first_failure = _first_failure(tmp, lesson, tests)
         if result.first_failure not in ("NotImplementedError", "-") or (tests and result.first_failure == "-"):
             result.problems.append(f"first failure on the untouched lesson is {result.first_failure}, not NotImplementedError")
+        _check_cheats(api, tmp, lesson, source, result)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -80,6 +85,20 @@ def _autograde(api, tmp: Path, lesson: str, student: str, notebook: Path, result
         result.problems.append(f"autograding the {student} notebook failed: {course._failure_summary(outcome)}")
         return {}
     return course.cell_scores(tmp, lesson, student)
+
+
+def _check_cheats(api, tmp: Path, lesson: str, source: Path, result: LessonCheck) -> None:
+    """Grade each round of the lesson's cheat suite; every targeted test cell must score 0."""
+    suite = cheats.load(lesson)
+    result.cheats = len(suite)
+    solved = notebooks.read(source)
+    for number, group in enumerate(cheats.rounds(suite), start=1):
+        path = tmp / f"cheat-{number}.ipynb"
+        notebooks.write(cheats.submission(solved, lesson, group), path)
+        scores = _autograde(api, tmp, lesson, f"cheat-{number}", path, result)
+        escaped = cheats.caught(group, lesson, scores) if scores else [f"cheat round {number} was not graded"]
+        result.problems.extend(escaped)
+        result.cheats_caught += sum(1 for c in group if not any(repr(c.how) in p for p in escaped))
 
 
 def _judge(tests: list[str], solution: dict, untouched: dict, result: LessonCheck) -> None:
@@ -124,10 +143,12 @@ def _first_failure(tmp: Path, lesson: str, tests: list[str]) -> str:
 
 
 def format_table(checks: list[LessonCheck]) -> str:
-    head = f"{'lesson':<32}{'tests':>6}{'points':>8}{'solution':>10}{'untouched':>11}  {'first failure':<22}{'time':>7}  status"
+    head = (f"{'lesson':<32}{'tests':>6}{'points':>8}{'solution':>10}{'untouched':>11}{'cheats':>9}  "
+            f"{'first failure':<22}{'time':>7}  status")
     rows = [head, "-" * len(head)]
     for c in checks:
-        rows.append(f"{c.lesson:<32}{c.tests:>6}{c.points:>8g}{c.solution_score:>10g}{c.untouched_score:>11g}  "
+        caught = f"{c.cheats_caught}/{c.cheats}"
+        rows.append(f"{c.lesson:<32}{c.tests:>6}{c.points:>8g}{c.solution_score:>10g}{c.untouched_score:>11g}{caught:>9}  "
                     f"{c.first_failure:<22}{c.seconds:>6.0f}s  {'ok' if c.ok else 'FAIL'}")
     for c in checks:
         rows.extend(f"  {c.lesson}: {p}" for p in c.problems)

@@ -46,6 +46,18 @@ def test_selfcheck_passes_on_demo(demo):
     assert check.ok, check.problems
     assert (check.tests, check.points, check.solution_score, check.untouched_score) == (2, 3, 3, 0)
     assert check.first_failure == "NotImplementedError"
+    assert (check.cheats, check.cheats_caught) == (3, 3)  # tests/cheats/l00.py, graded in two rounds
+
+
+def test_selfcheck_catches_a_cheat_that_passes(tmp_path, monkeypatch):
+    from grader import cheats
+
+    build_demo(tmp_path)
+    escaping = cheats.Cheat("double", "doubles honestly", "def double(n):\n    return n + n")
+    monkeypatch.setattr(cheats, "load", lambda lesson: [escaping])
+    check = selfcheck.check_lesson(LESSON, root=tmp_path)
+    assert (check.cheats, check.cheats_caught) == (1, 0)
+    assert any("cheat 'doubles honestly' on double scores 1/1 on l00_double_tests" in p for p in check.problems)
 
 
 def test_selfcheck_catches_a_test_that_cannot_fail(tmp_path):
