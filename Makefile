@@ -11,15 +11,18 @@ ifneq ($(wildcard $(SHARED_DATA)),)
 export COURSE_DATA_DIR ?= $(SHARED_DATA)
 endif
 
+include torch.mk                     # TORCH=cpu: PyTorch's CPU-only wheels (see the file)
+
 .PHONY: setup lab test test-fast release selfcheck execute execute-full bench normalize data clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
+	$(TORCH_INSTALL)
 	$(PY) -m pip install -r requirements.txt
 	touch $@
 
-setup: $(VENV)/.installed            ## create .venv with everything
+setup: $(VENV)/.installed            ## create .venv with everything (TORCH=cpu: CPU-only PyTorch)
 
 lab: setup                           ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab lessons/
