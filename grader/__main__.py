@@ -1,7 +1,8 @@
 """Command line: ``python -m grader COMMAND``.
 
     release [LESSON ...]            regenerate lessons/ from solutions/
-    autograde DIR --lesson LESSON   grade a folder of submissions (one notebook, folder or zip per student)
+    autograde DIR --lesson LESSON   grade a folder of submissions (one notebook, folder or zip per student),
+                                    each in a bubblewrap sandbox; --workers N, --scheduler tcp://HOST:8786
     feedback --lesson LESSON        HTML feedback for graded submissions (hidden tests removed)
     export [--out FILE]             grades as CSV
     selfcheck [LESSON ...]          solution scores full marks, untouched release scores 0
@@ -10,10 +11,13 @@
     record TIMINGS_CSV              write the times of an execute run made elsewhere into the README
     normalize [NOTEBOOK ...]        strip outputs and volatile metadata
     glossary [--write]              the course glossary (English, Korean, lesson), from the lessons
+    student-edition DIR             write what students receive (no solutions, no hidden tests), checked for leaks
+    site DIR                        static HTML of every lesson with its latest executed results, checked for leaks
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -41,10 +45,21 @@ def cmd_release(args) -> int:
 
 
 def cmd_autograde(args) -> int:
-    from . import course
+    from . import course, limits, sandbox
 
     lesson = _lessons([args.lesson])[0]
-    results = course.autograde(args.folder, lesson, smoke=not args.full)
+    workers = args.workers or os.cpu_count() or 1
+    bounds = course.default_limits(lesson, workers=workers).with_(
+        memory_gib=args.memory, cell_timeout_s=args.cell_timeout, budget_s=args.budget, sandbox=not args.no_sandbox)
+    if args.no_sandbox:
+        print("warning: --no-sandbox: student code runs with your permissions, network and files", file=sys.stderr)
+    print(f"grading {lesson}: {limits.describe(bounds)}; "
+          f"{'Dask scheduler ' + args.scheduler if args.scheduler else f'{workers} worker(s)'}", file=sys.stderr)
+    try:
+        results = course.autograde(args.folder, lesson, smoke=not args.full, limits=bounds, workers=workers,
+                                   scheduler=args.scheduler, progress=True)
+    except (sandbox.SandboxError, FileNotFoundError, ValueError) as err:
+        sys.exit(str(err))
     print(course.format_results(lesson, results))
     return 0
 
@@ -134,6 +149,31 @@ def cmd_glossary(args) -> int:
     return 1 if again else 0
 
 
+def cmd_student_edition(args) -> int:
+    from . import edition
+
+    try:
+        dest = edition.build(args.dir)
+    except (OSError, ValueError, RuntimeError) as err:
+        sys.exit(str(err))
+    print(f"student edition written to {dest} and checked: no solution or hidden-test line in it")
+    print("hand out that folder; students run `make lab` there (`make lab TORCH=cpu` without an NVIDIA GPU)")
+    return 0
+
+
+def cmd_site(args) -> int:
+    from . import site
+
+    try:
+        pages = site.build(args.dir, executed=Path(args.executed), smoke_if_missing=args.execute)
+    except (OSError, ValueError, RuntimeError) as err:
+        sys.exit(str(err))
+    for page in pages:
+        print(f"{page.lesson}: {page.source}")
+    print(f"site written to {Path(args.dir) / 'index.html'} and checked: no solution or hidden-test line in it")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m grader", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -144,6 +184,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("folder", help="one <student>.ipynb, <student>/ folder or <student>.zip per student")
     s.add_argument("--lesson", required=True, help="lesson id or number, e.g. 01")
     s.add_argument("--full", action="store_true", help="grade in full mode instead of smoke mode")
+    s.add_argument("--workers", type=int, default=0, help="submissions graded at once (default: number of cores)")
+    s.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                   help="grade on this Dask cluster instead of local worker processes")
+    s.add_argument("--memory", type=float, default=None, metavar="GIB", help="memory bound per kernel (default 4)")
+    s.add_argument("--cell-timeout", type=float, default=None, metavar="S", help="seconds per cell (default 120)")
+    s.add_argument("--budget", type=float, default=None, metavar="S",
+                   help="seconds per submission (default: the lesson's smoke time x 5 + 60)")
+    s.add_argument("--no-sandbox", action="store_true",
+                   help="run student code without bubblewrap (trusted submissions only)")
     s.set_defaults(func=cmd_autograde)
     s = sub.add_parser("feedback", help="generate HTML feedback (hidden tests removed)")
     s.add_argument("--lesson", required=True)
@@ -175,6 +224,16 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("glossary", help="the course glossary collected from the lessons")
     s.add_argument("--write", action="store_true", help="update the README's glossary section")
     s.set_defaults(func=cmd_glossary)
+    s = sub.add_parser("student-edition", help="write the student edition: lessons, utils, README, Makefile")
+    s.add_argument("dir", help="a new or empty folder (or an earlier edition, which is replaced)")
+    s.set_defaults(func=cmd_student_edition)
+    s = sub.add_parser("site", help="static HTML of every lesson with its executed results")
+    s.add_argument("dir", help="a new or empty folder (or an earlier site, which is replaced)")
+    s.add_argument("--executed", default=str(config.REPO / "build" / "executed"),
+                   help="where `execute` wrote the executed notebooks (default: build/executed)")
+    s.add_argument("--execute", action="store_true",
+                   help="run lessons that have no executed copy yet, in smoke mode, instead of stopping")
+    s.set_defaults(func=cmd_site)
     return p
 
 

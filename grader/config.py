@@ -22,7 +22,9 @@ LESSON_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+$")
 # warning, a tqdm bar) must not zero it, so every stderr stream is dropped before scoring.
 ANY_STDERR = r"[\s\S]*"
 
-# Training cells run for minutes in full mode; nbgrader's default of 30 s would kill them.
+# nbgrader's own Execute (used only by the self-check's unsandboxed path): training cells run for minutes in
+# full mode, and nbgrader's default of 30 s would kill them. Sandboxed autograding has its own limits
+# (grader/limits.py: 120 s per cell, a budget per submission).
 CELL_TIMEOUT_S = 900
 
 
@@ -43,17 +45,21 @@ def course_config(root: Path | str = REPO) -> Config:
     c.IgnorePattern.pattern = ANY_STDERR
     c.IgnorePattern.enabled = True
     c.GenerateFeedback.preprocessors = _feedback_preprocessors()
+    c.ScrubSecrets.root = str(root)
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
     return c
 
 
 def _feedback_preprocessors() -> list:
-    """nbgrader's feedback pipeline plus ClearHiddenTests, so feedback never reveals hidden tests."""
+    """nbgrader's feedback pipeline plus ClearHiddenTests and ScrubSecrets, so feedback never reveals hidden
+    tests, solutions or model answers: not in cells, and not in what a submission printed."""
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
-    return [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+    from .scrub import ScrubSecrets
+
+    return [GetGrades, ClearHiddenTests, ScrubSecrets, CSSHTMLHeaderPreprocessor]
 
 
 def lessons(root: Path | str = REPO) -> list[str]:

@@ -9,34 +9,27 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import re
 import shutil
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from . import config, notebooks
+import nbformat
+
+from . import config, nbapi, notebooks, preflight, sandbox
+from . import limits as limits_mod
+from . import workers as workers_mod
+from .limits import Limits
+
+MAX_ZIP_BYTES = 200 << 20
 
 
 # --------------------------------------------------------------------------- helpers
-def make_api(root: Path | str = config.REPO):
-    """An NbGraderAPI bound to the course root ``root``."""
-    _put_venv_on_path()
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
-
-    (Path(root) / config.WORK).mkdir(parents=True, exist_ok=True)
-    cfg = config.course_config(root)
-    coursedir = CourseDirectory(config=cfg)
-    return NbGraderAPI(coursedir=coursedir, config=cfg)
-
-
-def _put_venv_on_path() -> None:
-    """nbgrader shells out to ``alembic``; find it next to this interpreter even if the venv is not activated."""
-    bindir = str(Path(sys.executable).parent)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+make_api = nbapi.make_api
+cell_scores = nbapi.cell_scores
+_failure_summary = nbapi.failure_summary
 
 
 @contextlib.contextmanager
@@ -60,7 +53,7 @@ def _check(result: dict, what: str) -> None:
 
 
 def _db_url(root: Path) -> str:
-    return config.course_config(root).CourseDirectory.db_url
+    return nbapi.db_url(root)
 
 
 # --------------------------------------------------------------------------- release
@@ -108,7 +101,8 @@ def collect(folder: Path | str, lesson: str, scratch: Path) -> Collected:
     Accepted layouts (mixing is fine): ``<student>.ipynb``; ``<student>/.../<any>.ipynb``;
     ``<student>.zip`` holding the notebook anywhere inside. Inside a folder or zip the
     notebook named ``<lesson>.ipynb`` wins; a single notebook with another name is taken
-    and reported as renamed.
+    and reported as renamed. Symbolic links are never followed, and a zip with an entry
+    outside itself (``../``, an absolute path) or over the size cap is rejected unopened.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -118,26 +112,46 @@ def collect(folder: Path | str, lesson: str, scratch: Path) -> Collected:
         if entry.name.startswith("."):
             continue
         student = entry.stem if entry.is_file() else entry.name
-        if entry.is_file() and entry.suffix == ".ipynb":
+        if entry.is_symlink():
+            found.problems[student] = f"{entry.name} is a symbolic link: not graded (submit the file itself)"
+        elif entry.is_file() and entry.suffix == ".ipynb":
             found.notebooks[student] = entry
         elif entry.is_file() and entry.suffix == ".zip":
-            _collect_tree(_unzip(entry, scratch / student), student, lesson, found)
+            problem = _unzip(entry, scratch / student)
+            if problem:
+                found.problems[student] = problem
+            else:
+                _collect_tree(scratch / student, student, lesson, found)
         elif entry.is_dir():
             _collect_tree(entry, student, lesson, found)
     return found
 
 
-def _unzip(archive: Path, target: Path) -> Path:
+def _unzip(archive: Path, target: Path) -> str:
+    """Extract ``archive`` into ``target``; a problem ('' if none) when it is unsafe or unreadable."""
     try:
         with zipfile.ZipFile(archive) as z:
+            infos = z.infolist()
+            unsafe = [i.filename for i in infos if _escapes(i.filename)]
+            if unsafe:
+                return f"zip rejected: entry {unsafe[0]!r} points outside the archive (../ or an absolute path): not graded"
+            size = sum(i.file_size for i in infos)
+            if size > MAX_ZIP_BYTES:
+                return f"zip rejected: {size >> 20} MiB unpacked, over the {MAX_ZIP_BYTES >> 20} MiB cap: not graded"
             z.extractall(target)
-    except zipfile.BadZipFile:
-        target.mkdir(parents=True, exist_ok=True)
-    return target
+    except (zipfile.BadZipFile, OSError) as err:
+        return f"not a readable zip ({err}): not graded"
+    return ""
+
+
+def _escapes(name: str) -> bool:
+    path = PurePosixPath(name.replace("\\", "/"))
+    return path.is_absolute() or ".." in path.parts or bool(re.match(r"^[A-Za-z]:", name))
 
 
 def _collect_tree(tree: Path, student: str, lesson: str, found: Collected) -> None:
-    candidates = [p for p in sorted(tree.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts]
+    candidates = [p for p in sorted(tree.rglob("*.ipynb"))
+                  if ".ipynb_checkpoints" not in p.parts and not p.is_symlink() and p.is_file()]
     exact = [p for p in candidates if p.name == f"{lesson}.ipynb"]
     if exact:
         found.notebooks[student] = exact[0]
@@ -162,59 +176,98 @@ class StudentResult:
     cells: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
-def autograde(folder: Path | str, lesson: str, root: Path | str = config.REPO, smoke: bool = True) -> list[StudentResult]:
+@dataclass(frozen=True)
+class Template:
+    """What every job of one lesson shares: its source folder, a gradebook holding only it, its release."""
+
+    files: dict[str, bytes]
+    gradebook: bytes
+    released: object
+
+
+def template(lesson: str, root: Path) -> Template:
+    with tempfile.TemporaryDirectory(prefix="template-") as tmp:
+        tmp = Path(tmp)
+        source = root / config.SOURCE / lesson
+        shutil.copytree(source, tmp / config.SOURCE / lesson, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        _check(make_api(tmp).generate_assignment(lesson, force=True), f"release of {lesson}")
+        files = {str(p.relative_to(source)): p.read_bytes() for p in sorted(source.rglob("*"))
+                 if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+        return Template(files, (tmp / config.WORK / "gradebook.db").read_bytes(),
+                        notebooks.read(config.lesson_notebook(lesson, tmp, config.RELEASE)))
+
+
+def default_limits(lesson: str, root: Path | str = config.REPO, workers: int = 1) -> Limits:
+    return Limits(budget_s=limits_mod.default_budget(lesson, root), threads=limits_mod.threads_per_kernel(workers))
+
+
+def autograde(folder: Path | str, lesson: str, root: Path | str = config.REPO, smoke: bool = True,
+              limits: Limits | None = None, workers: int = 1, scheduler=None, progress: bool = False) -> list[StudentResult]:
     """Autograde every student's notebook for ``lesson`` found in ``folder``.
 
-    The originals are never modified: each is copied to
-    ``grader/submitted/<student>/<lesson>/<lesson>.ipynb`` first.
+    Each submission is checked (:mod:`grader.preflight`), graded in its own throw-away
+    course root with its kernel in a sandbox (:mod:`grader.workers`, :mod:`grader.sandbox`),
+    ``workers`` at a time or on the Dask ``scheduler``; then this (trusted) process records
+    the results into the real gradebook one by one. The originals are never modified: each
+    is copied to ``grader/submitted/<student>/<lesson>/<lesson>.ipynb`` first.
     """
     root = Path(root)
     if lesson not in config.lessons(root):
         raise ValueError(f"unknown lesson {lesson!r}; choose one of: {', '.join(config.lessons(root))}")
+    limits = (limits or default_limits(lesson, root, workers)).with_(smoke=smoke)
+    if limits.sandbox:
+        sandbox.require_bwrap()
     ensure_in_gradebook(lesson, root)
+    shared = template(lesson, root)
+    results, jobs = _prepare(folder, lesson, root, shared, limits)
+    outcomes = workers_mod.run(jobs, workers=workers, scheduler=scheduler, progress=progress)
+    for job in jobs:
+        _record(root, lesson, job, outcomes[job.student], results[job.student])
+    return [results[s] for s in sorted(results)]
+
+
+def _prepare(folder, lesson: str, root: Path, shared: Template, limits: Limits):
+    titles = {k: preflight.title(notebooks.read(config.lesson_notebook(k, root))) for k in config.lessons(root)}
+    results: dict[str, StudentResult] = {}
+    jobs: list[workers_mod.Job] = []
     with tempfile.TemporaryDirectory() as scratch:
         found = collect(folder, lesson, Path(scratch))
-        for student, path in found.notebooks.items():
-            target = root / config.WORK / "submitted" / student / lesson
-            target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target / f"{lesson}.ipynb")
-    results = []
-    api = make_api(root)
-    for student in sorted(set(found.notebooks) | set(found.problems)):
-        result = StudentResult(student, note=found.problems.get(student, ""))
-        if student in found.notebooks:
-            _grade_one(api, lesson, student, result, smoke)
-        results.append(result)
-    return results
+        for student in sorted(set(found.notebooks) | set(found.problems)):
+            notes = [found.problems.get(student, "")]
+            if student in found.notebooks:
+                checked = preflight.check(found.notebooks[student].read_bytes(), lesson, shared.released,
+                                          preflight.Lessons(titles))
+                notes += checked.notes
+                if checked.notebook is not None:
+                    jobs.append(workers_mod.Job(lesson, student, shared.files, shared.gradebook,
+                                                nbformat.writes(checked.notebook).encode(), limits))
+            results[student] = StudentResult(student, note="; ".join(filter(None, notes)))
+    return results, jobs
 
 
-def _grade_one(api, lesson: str, student: str, result: StudentResult, smoke: bool) -> None:
-    with grading_env(smoke):
-        outcome = api.autograde(lesson, student, force=True, create=True)
-    if not outcome.get("success"):
-        result.note = "; ".join(filter(None, [result.note, _failure_summary(outcome)]))
+def _record(root: Path, lesson: str, job, outcome, result: StudentResult) -> None:
+    """Write one worker's outcome into the real gradebook: nbgrader's autograde, replaying the outputs."""
+    from .execution import ReplayOutputs
+
+    result.note = "; ".join(filter(None, [result.note, outcome.note]))
+    if outcome.executed is None:
+        return
+    target = root / config.WORK / "submitted" / job.student / lesson
+    target.mkdir(parents=True, exist_ok=True)
+    (target / f"{lesson}.ipynb").write_bytes(job.submission)
+    with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
+        executed = Path(tmp) / "executed.ipynb"
+        executed.write_bytes(outcome.executed)
+        overrides = nbapi.autograde_pipeline(ReplayOutputs)
+        overrides.ReplayOutputs.executed = str(executed)
+        recorded = make_api(root, overrides).autograde(lesson, job.student, force=True, create=True)
+    if not recorded.get("success"):
+        result.note = "; ".join(filter(None, [result.note, "recording failed: " + _failure_summary(recorded)]))
         return
     result.graded = True
-    result.cells = cell_scores(api.coursedir.root, lesson, student)
+    result.cells = cell_scores(root, lesson, job.student)
     result.score = sum(s for s, _ in result.cells.values())
     result.max_score = sum(m for _, m in result.cells.values())
-
-
-def _failure_summary(outcome: dict) -> str:
-    text = (outcome.get("error") or "") + (outcome.get("log") or "")
-    if "DeadKernel" in text or "Kernel died" in text or "kernel died" in text.lower():
-        return "the kernel died while running this notebook (e.g. os._exit, out of memory): not graded"
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "autograding failed: " + (lines[-1] if lines else "unknown error")
-
-
-def cell_scores(root: Path | str, lesson: str, student: str) -> dict[str, tuple[float, float]]:
-    """grade id -> (score, max score) for one autograded submission (written answers score 0 until graded by hand)."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(_db_url(Path(root))) as gb:
-        sub = gb.find_submission_notebook(lesson, lesson, student)
-        return {g.name: (float(g.score or 0.0), float(g.max_score)) for g in sub.grades}
 
 
 def format_results(lesson: str, results: list[StudentResult]) -> str:

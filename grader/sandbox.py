@@ -1,0 +1,212 @@
+"""Jupyter kernels for student code inside a bubblewrap sandbox.
+
+The trusted grader (nbgrader, nbclient) runs outside; only the kernel runs inside
+``bwrap``: its own user, network, PID, IPC and mount namespaces, no capabilities, a
+read-only view of the interpreter, the virtual environment, ``utils/`` and the course
+data, and one writable scratch folder. The kernel talks to the grader over ZeroMQ
+``ipc`` sockets (unix socket files, which work across network namespaces) in a folder
+bound at the same path inside and out. Memory is bounded twice: ``RLIMIT_DATA`` inside
+(a large allocation fails with MemoryError, and the cell just errors) and an RSS
+watchdog in the parent that kills the sandbox above the bound and records why.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Integer, Unicode
+
+from . import config
+
+INSTALL_HINT = ("bubblewrap (bwrap) is not installed, so student code cannot be sandboxed. Install it with "
+                "`sudo apt-get install bubblewrap` (Debian/Ubuntu; `dnf install bubblewrap` on Fedora), "
+                "or pass --no-sandbox to grade without a sandbox (only for submissions you trust).")
+
+# Files of /etc a Python kernel needs; /etc as a whole is not shown (it holds shadow, keys, ...).
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "localtime",
+             "fonts", "ssl", "ca-certificates", "mime.types", "matplotlibrc", "alternatives")
+NOBODY = 65534
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot be used here."""
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def require_bwrap() -> str:
+    """The path of ``bwrap``, or a SandboxError saying how to install it."""
+    path = bwrap_path()
+    if path is None:
+        raise SandboxError(INSTALL_HINT)
+    return path
+
+
+def _interpreter_roots() -> list[str]:
+    """Folders the kernel's interpreter needs: the venv and the real Python it links to."""
+    roots = {str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve()),
+             str(Path(sys.executable).resolve().parent.parent)}
+    return sorted(r for r in roots if not r.startswith("/usr"))
+
+
+def _readonly_paths() -> list[str]:
+    paths = ["/usr"] + _interpreter_roots() + [str(config.REPO / "utils")]
+    data = os.environ.get("COURSE_DATA_DIR")
+    if data and Path(data).is_dir():
+        paths.append(str(Path(data).resolve()))
+    return paths
+
+
+def bwrap_command(kernel_cmd: list[str], scratch: str, writable: list[str], env: dict[str, str],
+                  memory_bytes: int, bwrap: str | None = None) -> list[str]:
+    """``kernel_cmd`` wrapped in bwrap, with ``scratch`` as working folder and ``writable`` the only writable paths."""
+    cmd = [bwrap or require_bwrap(), "--unshare-all", "--die-with-parent", "--new-session",
+           "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL",
+           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # first: later binds may lie under /tmp
+    for path in _readonly_paths():
+        cmd += ["--ro-bind", path, path]
+    for name in ("bin", "lib", "lib64", "sbin"):
+        if os.path.islink(f"/{name}"):
+            cmd += ["--symlink", os.readlink(f"/{name}"), f"/{name}"]
+    for name in ETC_FILES:
+        cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for path in writable:
+        cmd += ["--bind", path, path]
+    cmd += ["--remount-ro", "/", "--chdir", scratch, "--clearenv"]
+    for key, value in sorted(env.items()):
+        cmd += ["--setenv", key, value]
+    return cmd + ["--", "prlimit", f"--data={memory_bytes}", "--"] + kernel_cmd
+
+
+def kernel_env(home: str, threads: int, smoke: bool) -> dict[str, str]:
+    """The kernel's whole environment: nothing of the instructor's leaks in."""
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": home, "MPLCONFIGDIR": f"{home}/.mpl",
+           "XDG_CACHE_HOME": f"{home}/.cache", "COURSE_CACHE_DIR": f"{home}/.cache/cnn-course",
+           "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore", "COURSE_SMOKE": "1" if smoke else "0",
+           "COURSE_QUIET": "1", "LANG": "C.UTF-8", "PYTHONNOUSERSITE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_NUM_THREADS"):
+        env[key] = str(threads)
+    for key in ("COURSE_DATA_DIR", "COURSE_DEVICE", "COURSE_DATA_MIRROR"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    return env
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes (0 once it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+class Watchdog(threading.Thread):
+    """Kills a process tree whose resident memory goes above ``limit`` bytes; ``fired`` says it did."""
+
+    def __init__(self, pid: int, limit: int, kill, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.limit, self.kill, self.interval = pid, limit, kill, interval
+        self.fired = False
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            if tree_rss(self.pid) > self.limit:
+                self.fired = True
+                self.kill()
+                return
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """An ipykernel started inside bwrap, reached over ipc sockets; ``killed`` says why the grader stopped it."""
+
+    memory_bytes = Integer(4 << 30, help="memory bound of the kernel (RLIMIT_DATA and the RSS watchdog)").tag(config=True)
+    threads = Integer(1, help="torch/OpenMP threads of the kernel").tag(config=True)
+    smoke = Integer(1, help="1: the kernel sees COURSE_SMOKE=1").tag(config=True)
+    sandbox = Integer(1, help="0: run the kernel unsandboxed (--no-sandbox)").tag(config=True)
+    killed = Unicode("", help="why the grader killed the kernel ('memory', 'time'), empty if it did not")
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._dir = tempfile.mkdtemp(prefix="kernel-")
+        os.chmod(self._dir, 0o755)
+        self._sock = os.path.join(self._dir, "sock")
+        self._home = os.path.join(self._dir, "home")
+        for path in (self._sock, self._home):
+            os.makedirs(path)
+            os.chmod(path, 0o777)
+        self.transport = "ipc"
+        self.ip = os.path.join(self._sock, "kernel")
+        self.connection_file = os.path.join(self._sock, "kernel.json")
+        self._watchdog: Watchdog | None = None
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if not self.sandbox:
+            return cmd
+        scratch = str(Path(self._launch_args.get("cwd") or self._home).resolve())
+        if os.path.isdir(scratch):
+            os.chmod(scratch, 0o777)
+        env = kernel_env(self._home, self.threads, bool(self.smoke))
+        return bwrap_command(cmd, scratch, [self._sock, self._home, scratch], env, self.memory_bytes)
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        if self.sandbox:
+            kw.pop("env", None)  # bwrap --clearenv sets the kernel's environment
+        self._log = open(os.path.join(self._dir, "kernel.log"), "wb")  # noqa: SIM115 (closed in cleanup)
+        kw.update(stdout=self._log, stderr=subprocess.STDOUT)
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        self.killed = ""
+        self._watchdog = Watchdog(self.pid(), self.memory_bytes, lambda: self.kill_sandbox("memory"))
+        self._watchdog.start()
+
+    def pid(self) -> int:
+        return self.provisioner.process.pid
+
+    def kill_sandbox(self, reason: str) -> None:
+        """SIGKILL the sandbox (bwrap takes the kernel and everything it started with it)."""
+        self.killed = self.killed or reason
+        try:
+            os.killpg(self.provisioner.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, AttributeError):
+            pass
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The end of what the sandbox and kernel printed (bwrap's own errors land here)."""
+        try:
+            text = Path(self._dir, "kernel.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def exit_code(self) -> int | None:
+        process = getattr(self.provisioner, "process", None)
+        return None if process is None else process.poll()
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stopped.set()
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+        await super()._async_cleanup_resources(restart)
+        if not restart:
+            shutil.rmtree(self._dir, ignore_errors=True)
