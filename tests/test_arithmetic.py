@@ -6,6 +6,7 @@ costs nothing. Everything runs offline on CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import pytest
@@ -167,6 +168,84 @@ def test_summary_counts_match_torch_and_torchvision_metadata(name):
     # torchvision's "_ops" ("GFLOPS" in its docs) is in fact GMACs: it matches MACs, not FLOPs.
     assert table.total_macs / 1e9 == pytest.approx(weights.meta["_ops"], rel=0.01)
     assert flops / 1e9 != pytest.approx(weights.meta["_ops"], rel=0.5)
+
+
+# Every classification builder torchvision ships. Two are built with one argument changed: GoogLeNet
+# and Inception v3 run their auxiliary classifiers in training mode only, so the eval-mode pass that
+# summary makes never calls them (test_auxiliary_heads_are_the_only_difference checks the default
+# build). No builder is left out.
+CLASSIFIERS = M.list_models(module=M)
+BUILD_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
+                "inception_v3": {"aux_logits": False, "init_weights": False}}
+AUX_HEADS = {"googlenet": ("aux1", "aux2"), "inception_v3": ("AuxLogits",)}
+
+
+@contextlib.contextmanager
+def parameters_on_meta():
+    """Move each parameter to the meta device as a module registers it: no memory, no initialisation."""
+    register = nn.Module.register_parameter
+
+    def on_meta(self, name, param):
+        register(self, name, None if param is None else nn.Parameter(param.to("meta"), param.requires_grad))
+
+    nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+def build_any(name: str, **kwargs) -> nn.Module:
+    """A torchvision classifier with weights=None on the meta device, in eval mode."""
+    try:
+        with torch.device("meta"):
+            return M.get_model(name, weights=None, **kwargs).eval()
+    except NotImplementedError:
+        # RegNet computes its stage widths with torch ops and calls .tolist(), which meta tensors
+        # cannot do: build on the CPU, but with every parameter put on meta as it is registered.
+        with parameters_on_meta():
+            return M.get_model(name, weights=None, **kwargs).eval().to("meta")
+
+
+def test_every_classifier_is_covered():
+    assert len(CLASSIFIERS) >= 80 and {"convnext_tiny", "swin_t", "vit_b_16", "regnet_y_128gf"} <= set(CLASSIFIERS)
+    assert set(BUILD_KWARGS) <= set(CLASSIFIERS) and set(AUX_HEADS) == set(BUILD_KWARGS)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_summary_counts_every_parameter_once(name):
+    model = build_any(name, **BUILD_KWARGS.get(name, {}))
+    assert next(model.parameters()).device.type == "meta"
+    table = summary(model, (3, 224, 224))
+    assert table.total_params == sum(p.numel() for p in model.parameters())
+    leaf_names = {n for n, m in model.named_modules() if next(m.children(), None) is None}
+    assert all(r.leaf == (r.name in leaf_names) for r in table)
+    assert all(r.macs == r.activations == 0 for r in table if not r.leaf)
+
+
+def test_container_rows():
+    convnext = build_any("convnext_tiny")
+    table = summary(convnext, (224, 224))
+    block = table.row("features.1.0")  # CNBlock: its layer scale is the block's own parameter
+    assert (block.leaf, block.layer_type, block.params, block.output_shape) == (False, "CNBlock", 96, (96, 56, 56))
+    assert table.total_params == 28_589_128 == M.ConvNeXt_Tiny_Weights.IMAGENET1K_V1.meta["num_params"]
+    assert sum(r.params for r in table if not r.leaf) == sum(p.numel() for n, p in convnext.named_parameters()
+                                                           if n.endswith("layer_scale"))
+    assert [r.name for r in table].index("features.1.0") > [r.name for r in table].index("features.1.0.block.6")
+
+    swin = summary(build_any("swin_t"), (224, 224))  # calls F.linear on qkv.weight: qkv itself never runs
+    attn = swin.row("features.1.0.attn")
+    assert attn.layer_type == "ShiftedWindowAttention" and not attn.leaf
+    assert attn.params == 96 * 288 + 288 + 96 * 96 + 96 + 13 * 13 * 3  # qkv, proj, relative position bias
+    assert "features.1.0.attn.qkv" not in [r.name for r in swin]
+
+
+@pytest.mark.parametrize("name", list(AUX_HEADS))
+def test_auxiliary_heads_are_the_only_difference(name):
+    model = build_any(name, init_weights=False)
+    aux = sum(p.numel() for head in AUX_HEADS[name] for p in getattr(model, head).parameters())
+    assert aux > 0
+    assert summary(model, (3, 299, 299)).total_params == sum(p.numel() for p in model.parameters()) - aux
 
 
 def test_vgg16_numbers(vgg16_meta):

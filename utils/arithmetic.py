@@ -609,10 +609,18 @@ def empirical_receptive_field(model: nn.Module, input_size, layer: str,
 
 @dataclass(frozen=True)
 class LayerRow:
-    """One call of a leaf module (a module without children) in a forward pass of one image.
+    """One call of a module in a forward pass of one image.
 
-    ``params``: own learnable scalars (0 on the second and later calls of a shared module);
-    ``macs``: multiply-accumulates (convolutions and linear layers only, else 0);
+    Rows are for leaf modules (modules without children), plus container rows (``leaf=False``):
+    one per call of a container that holds parameters of its own (not through a child), such as
+    ConvNeXt's layer scale on ``CNBlock`` or a ViT's class token, or that uses parameters of a
+    child it never calls (Swin's ``qkv`` and ``proj``). Its ``params`` are those no earlier row
+    counted. A container row comes after the rows of its children; it has ``macs == 0`` and
+    ``activations == 0``, since its output is computed in its own ``forward`` from its children's
+    outputs (as ``out + identity`` in a ResNet block, which no row counts either).
+
+    ``params``: learnable scalars the module holds itself (0 on the second and later calls of a
+    shared module); ``macs``: multiply-accumulates (convolutions and linear layers only, else 0);
     ``activations``: elements of the output for one image; ``rf`` / ``jump``: receptive field and
     jump of its output units, in input pixels (None if the output does not depend on the image).
     """
@@ -627,6 +635,7 @@ class LayerRow:
     jump: int | None
     inplace: bool = False
     call: int = 1
+    leaf: bool = True
 
 
 def _module_macs(module: nn.Module, inputs, output: torch.Tensor) -> int:
@@ -672,18 +681,20 @@ class LayerSummary:
         return self.rows[key]
 
     def row(self, name: str) -> LayerRow:
-        """The first row of the leaf module called ``name``."""
+        """The first row of the module called ``name``."""
         for row in self.rows:
             if row.name == name:
                 return row
         close = difflib.get_close_matches(name, [r.name for r in self.rows], n=5)
-        raise KeyError(f"no leaf layer named {name!r}" + (f"; did you mean one of {close}?" if close else ""))
+        raise KeyError(f"no layer named {name!r}" + (f"; did you mean one of {close}?" if close else ""))
 
     @property
     def total_params(self) -> int:
-        """Learnable scalars of the layers that ran (shared modules counted once).
+        """Learnable scalars of the modules that ran, each parameter counted once.
 
-        Parameters held directly by a container module (not by a leaf) are not in any row.
+        Parameters held directly by a container are in its row (see :class:`LayerRow`). Modules
+        the forward pass never calls are not counted (GoogLeNet's and Inception v3's auxiliary
+        classifiers run in training mode only).
         """
         return sum(row.params for row in self.rows)
 
@@ -752,29 +763,64 @@ def activation_memory_bytes(summary: LayerSummary, dtype: torch.dtype = torch.fl
     return itemsize * sum(row.activations for row in summary if not (exclude_inplace and row.inplace))
 
 
+class _ParameterUse(TorchFunctionMode):
+    """Records which parameters a forward pass hands to torch functions (by ``id``).
+
+    A container may use a child's weights without calling the child: torchvision's Swin calls
+    ``F.linear(x, self.qkv.weight, ...)`` and ``nn.MultiheadAttention`` passes ``out_proj.weight``
+    to a functional kernel, so no hook of ``qkv`` or ``out_proj`` ever fires.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.used: set[int] = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self.used.update(id(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, nn.Parameter))
+        return func(*args, **kwargs)
+
+
 def summary(model: nn.Module, input_size) -> LayerSummary:
-    """One forward pass of a zero image (batch of 1, eval mode, no gradients) to tabulate each leaf layer.
+    """One forward pass of a zero image (batch of 1, eval mode, no gradients) to tabulate each layer.
 
     ``input_size`` is ``(C, H, W)`` or ``(H, W)`` (3 channels). Rows follow execution order, one
-    per call of a module without children (a module called twice gives two rows). MACs count
-    convolutions and linear layers only, which is what ``FlopCounterMode`` counts too (its FLOPs
-    are 2x these MACs); matrix products written in a container's ``forward`` are not counted.
+    per call of a module without children (a module called twice gives two rows), plus container
+    rows (``leaf=False``, see :class:`LayerRow`) for the parameters no leaf call accounts for:
+    those a container holds itself (ConvNeXt's layer scale, a ViT's class token) and those of
+    children it uses without calling them (Swin's attention projections). So ``total_params`` is
+    every parameter of the modules that took part, each once. MACs count convolutions and linear
+    layers called as modules, which is what ``FlopCounterMode`` counts too for CNNs (its FLOPs are
+    2x these MACs); matrix products written in a container's ``forward`` (attention, Swin's
+    functional projections) are not counted.
     Works on a model built on the ``meta`` device (shapes only, no memory, instant).
     """
     shape = _input_shape(input_size)
     device, dtype = _model_device_dtype(model)
     x = torch.zeros(1, *shape, device=device, dtype=dtype)
-    tracker = _FieldTracker()
+    tracker, use = _FieldTracker(), _ParameterUse()
     tracker.tag(x, _Field())
     rows: list[LayerRow] = []
     calls: dict[nn.Module, int] = {}
     seen_params: set[int] = set()
 
-    def record(name: str) -> Callable:
+    def fresh_params(module: nn.Module, leaf: bool) -> list[nn.Parameter] | None:
+        """Parameters this call adds to the table, or None when a container call gets no row."""
+        if leaf:
+            fresh = [p for p in module.parameters(recurse=False) if id(p) not in seen_params]
+        else:
+            fresh = [p for p in module.parameters() if id(p) not in seen_params and id(p) in use.used]
+            if not fresh and next(module.parameters(recurse=False), None) is None:
+                return None
+        seen_params.update(id(p) for p in fresh)
+        return fresh
+
+    def record(name: str, leaf: bool) -> Callable:
         def hook(module, inputs, output):
             calls[module] = calls.get(module, 0) + 1
-            fresh = [p for p in module.parameters(recurse=False) if id(p) not in seen_params]
-            seen_params.update(id(p) for p in fresh)
+            fresh = fresh_params(module, leaf)
+            if fresh is None:
+                return
             tensors = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
             field = tracker.field_of(tensors) if tensors else None
             rows.append(LayerRow(
@@ -782,19 +828,20 @@ def summary(model: nn.Module, input_size) -> LayerSummary:
                 layer_type=type(module).__name__,
                 output_shape=tuple(tensors[0].shape[1:]) if tensors else (),
                 params=sum(p.numel() for p in fresh),
-                macs=_module_macs(module, inputs, tensors[0]) if tensors else 0,
-                activations=sum(t.numel() for t in tensors),
+                macs=_module_macs(module, inputs, tensors[0]) if tensors and leaf else 0,
+                activations=sum(t.numel() for t in tensors) if leaf else 0,
                 rf=field.rf if field else None,
                 jump=field.jump if field else None,
                 inplace=bool(getattr(module, "inplace", False)),
                 call=calls[module],
+                leaf=leaf,
             ))
         return hook
 
-    leaves = [(name, m) for name, m in model.named_modules() if next(m.children(), None) is None]
-    handles = [m.register_forward_hook(record(name)) for name, m in leaves]
+    handles = [module.register_forward_hook(record(name, next(module.children(), None) is None))
+               for name, module in model.named_modules()]
     try:
-        with torch.no_grad(), _EvalMode(model), tracker:
+        with torch.no_grad(), _EvalMode(model), tracker, use:
             model(x)
     finally:
         for handle in handles:
