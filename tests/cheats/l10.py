@@ -1,0 +1,122 @@
+"""Shortcuts for Lesson 10 (choosing a strategy): each must score 0 on the exercise it targets."""
+from grader.cheats import Cheat
+
+CHEATS = [
+    Cheat("imagenet_familiarity", "delegates to utils.backbones.decode_imagenet", '''
+from utils.backbones import decode_imagenet
+
+
+def imagenet_familiarity(logits):
+    return sum(row[0][1] for row in decode_imagenet(logits, k=1)) / len(logits)
+'''),
+    Cheat("imagenet_familiarity", "a softmax without the max shift (overflows on large logits)", '''
+def imagenet_familiarity(logits):
+    e = logits.float().exp()
+    return float((e / e.sum(dim=1, keepdim=True)).max(dim=1).values.mean())
+'''),
+    Cheat("configure_strategy", "requires_grad only, with frozen_bn_modules and count_trainable redefined to agree",
+          '''
+STRATEGIES = ("probe", "top", "all", "scratch")
+
+
+def configure_strategy(model, strategy, top_stages=3):
+    if strategy not in STRATEGIES:
+        raise ValueError(strategy)
+    model.requires_grad_(True)
+    frozen = {"probe": model.feature_stages, "top": model.feature_stages[:-top_stages]}.get(strategy, [])
+    for stage in frozen:
+        model.get_submodule(stage).requires_grad_(False)
+        model.get_submodule(stage).eval()
+    return model
+
+
+def frozen_bn_modules(model):
+    return {n: m for n, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.weight.requires_grad}
+'''),
+    Cheat("configure_strategy", "counts top_stages over all stages (the head included), no unfreeze first", '''
+STRATEGIES = ("probe", "top", "all", "scratch")
+
+
+def configure_strategy(model, strategy, top_stages=3):
+    if strategy not in STRATEGIES:
+        raise ValueError(strategy)
+    if strategy == "probe":
+        freeze(model, model.feature_stages)
+    elif strategy == "top":
+        freeze(model, model.stages[:-top_stages])
+    return model
+'''),
+    Cheat("results_table", "hard-codes the visible table", '''
+def results_table(records):
+    records = list(records)
+    if any(r["acc"] > 1 for r in records):
+        raise ValueError("percentages")
+    return {(10, "similar"): {"probe": 0.85, "all": 0.70}, (500, "dissimilar"): {"scratch": 0.60}}
+'''),
+    Cheat("results_table", "accepts negative accuracies (checks only > 1)", '''
+import statistics
+
+
+def results_table(records):
+    cells = {}
+    for r in records:
+        if r["acc"] > 1:
+            raise ValueError("accuracy must be a fraction")
+        cells.setdefault((r["n_per_class"], r["similarity"]), {}).setdefault(r["strategy"], []).append(r["acc"])
+    return {cell: {s: float(statistics.fmean(a)) for s, a in by.items()} for cell, by in cells.items()}
+'''),
+    Cheat("verdict", "ignores z (always 2)", '''
+def verdict(a, b, n_val, seed_std=0.0, z=2.0):
+    if n_val < 1:
+        raise ValueError("n_val")
+    noise = math.sqrt(a * (1 - a) / n_val + b * (1 - b) / n_val + 2 * seed_std ** 2)
+    return "supported" if a - b > 2 * noise else "contradicted" if a - b < -2 * noise else "inconclusive"
+'''),
+    Cheat("verdict", "a pooled binomial variance instead of each accuracy's own", '''
+def verdict(a, b, n_val, seed_std=0.0, z=2.0):
+    if n_val < 1:
+        raise ValueError("n_val")
+    p = (a + b) / 2
+    noise = math.sqrt(2 * p * (1 - p) / n_val + 2 * seed_std ** 2)
+    return "supported" if a - b > z * noise else "contradicted" if a - b < -z * noise else "inconclusive"
+'''),
+    Cheat("recommend_strategy", "a justification made of the input strings", '''
+SMALL_LIMIT = 100
+
+
+def recommend_strategy(n_per_class, similarity):
+    if similarity not in ("similar", "dissimilar") or n_per_class < 1:
+        raise ValueError("bad input")
+    s = {(True, "similar"): "probe", (True, "dissimilar"): "probe_early",
+         (False, "similar"): "top", (False, "dissimilar"): "all"}[(n_per_class < SMALL_LIMIT, similarity)]
+    return s, f"{n_per_class} {similarity} {s}"
+'''),
+    Cheat("recommend_strategy", "every key word and both size classes in one template", '''
+SMALL_LIMIT = 100
+
+
+def recommend_strategy(n_per_class, similarity):
+    if similarity not in ("similar", "dissimilar") or n_per_class < 1:
+        raise ValueError("bad input")
+    s = {(True, "similar"): "probe", (True, "dissimilar"): "probe_early",
+         (False, "similar"): "top", (False, "dissimilar"): "all"}[(n_per_class < SMALL_LIMIT, similarity)]
+    return s, (f"{n_per_class} images per class (small or large against {SMALL_LIMIT}), {similarity} data: "
+               f"use {s}, so as not to overfit, to stay generic, to adapt, or to retrain every layer.")
+'''),
+    Cheat("recommend_strategy", "moves the limit (SMALL_LIMIT redefined to 50) so the visible cases still pass", '''
+SMALL_LIMIT = 50
+_WHY = {"probe": "training more parameters would overfit", "probe_early": "an earlier stage is more generic",
+        "top": "enough labels to adapt the top stages", "all": "enough labels to retrain every layer"}
+
+
+def recommend_strategy(n_per_class, similarity):
+    if similarity not in ("similar", "dissimilar") or n_per_class < 1:
+        raise ValueError("bad input")
+    small = n_per_class < SMALL_LIMIT
+    s = {(True, "similar"): "probe", (True, "dissimilar"): "probe_early",
+         (False, "similar"): "top", (False, "dissimilar"): "all"}[(small, similarity)]
+    size = "small" if small else "large"
+    return s, f"{n_per_class} images per class is {size} (limit {SMALL_LIMIT}), {similarity} data: {_WHY[s]}, so {s}."
+'''),
+]
