@@ -12,6 +12,7 @@ import functools
 import gzip
 import hashlib
 import os
+import pickle
 import shutil
 import struct
 import tarfile
@@ -230,6 +231,37 @@ def test_fashion_mnist_from_idx_files(monkeypatch):
     assert gray.images.shape == (30, 1, 32, 32) and torch.equal(gray.labels, rgb.labels)
 
 
+def test_cifar10_from_the_offline_folder(monkeypatch, capsys):
+    root = require_shared(monkeypatch, "cifar10")
+    train, test = get_dataset("cifar10", "train"), get_dataset("cifar10", "test")
+    assert (len(train), len(test)) == (50000, 10000)
+    assert train.classes == test.classes == list(data.CIFAR10_CLASSES) == train.class_names
+    assert train.class_names[0] == "airplane" and train.class_names[9] == "truck"
+    assert np.bincount(train.targets).tolist() == [5000] * 10 and np.bincount(test.targets).tolist() == [1000] * 10
+    assert train.imagenet_indices is None and train.skipped == []
+    image, label = test[1234]
+    assert image.mode == "RGB" and image.size == (32, 32) and label == test.targets[1234]
+    manifest = {line.split(maxsplit=1)[1].strip() for line in (root / "cifar10.sha256").read_text().splitlines()}
+    used = {os.path.relpath(path, root) for ds in (train, test) for path, _ in ds.samples}
+    assert used == manifest  # every file of the copy, and nothing else
+    tensors = load_tensors("cifar10", "test", per_class=2)
+    assert tensors.images.shape == (20, 3, 32, 32) and tensors.images.dtype == torch.uint8
+    assert tensors.labels.tolist() == [c for c in range(10) for _ in range(2)]
+    assert "not drawn from ImageNet" in data.dataset_spec("cifar10").source
+    assert data.main(["--check", "cifar10"]) == 0
+    assert "cifar10         present    (train 50000, test 10000)" in capsys.readouterr().out
+
+
+def test_every_dataset_says_where_its_pictures_come_from():
+    assert "cifar10" in data.DATASETS  # so `python -m utils.data --all` prepares it
+    for spec in data.DATASETS.values():
+        assert spec.source, spec.name
+    assert "ImageNet's training set" in data.dataset_spec("imagenette-160").source
+    cifar = data.dataset_spec("cifar10")
+    assert data.remote_url("cifar10", cifar.remotes[0].filename) == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert cifar.remotes[0].checksum == "md5:c58f30108f718f92721af3b95e74349a"  # torchvision's CIFAR10.tgz_md5
+
+
 def test_prepare_and_cli_report_present_and_missing(hymenoptera, tmp_path, capsys):
     assert data.main(["--check", "hymenoptera"]) == 0
     assert "hymenoptera     present    (train 244, val 153)" in capsys.readouterr().out
@@ -398,6 +430,85 @@ def test_download_tgz_without_published_checksum(tmp_path, monkeypatch):
         monkeypatch.setitem(data.BASE_URLS, "imagenette-160", url)
         val = get_dataset("imagenette-160", "val", root=tmp_path / "data")
     assert len(val) == 10 and val.class_names[-1] == "parachute"
+
+
+def build_cifar10_archive(serve: Path, per_batch: int = 10, batches: dict | None = None) -> tuple[Path, dict]:
+    """A small ``cifar-10-python.tar.gz`` laid out as the official one (pickled dicts of arrays); returns the arrays."""
+    folder = serve / "build" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(10)
+    arrays = {}
+    for name in (*data.CIFAR10_BATCHES["train"], *data.CIFAR10_BATCHES["test"]):
+        images = rng.integers(0, 256, (per_batch, 3 * 32 * 32), dtype=np.uint8)
+        labels = [int(v) % 10 for v in rng.permutation(per_batch)]  # every class in every batch
+        arrays[name] = (images, labels)
+        batch = (batches or {}).get(name, {"batch_label": name, "labels": labels, "data": images})
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(data.CIFAR10_CLASSES)}, protocol=2))
+    archive = serve / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tarred:
+        tarred.add(folder, arcname=folder.name)
+    shutil.rmtree(serve / "build")
+    return archive, arrays
+
+
+def fake_cifar10_spec(monkeypatch, archive: Path | None, counts=None) -> None:
+    checksum = "md5:" + hashlib.md5(archive.read_bytes()).hexdigest() if archive else None
+    spec = dataclasses.replace(data.DATASETS["cifar10"], counts=counts or {"train": 50, "test": 10},
+                               remotes=(Remote("cifar-10-python.tar.gz", checksum),))
+    monkeypatch.setitem(data.DATASETS, "cifar10", spec)
+
+
+def test_download_cifar10_unpacks_the_python_archive_into_the_folder_layout(tmp_path, monkeypatch):
+    serve = tmp_path / "serve"
+    archive, arrays = build_cifar10_archive(serve)
+    fake_cifar10_spec(monkeypatch, archive)
+    root = tmp_path / "data"
+    with http_server(serve) as url:
+        monkeypatch.setitem(data.BASE_URLS, "cifar10", url)
+        test = get_dataset("cifar10", "test", root=root)
+    train = get_dataset("cifar10", "train", root=root)  # server gone: installed once, both splits
+    assert (len(train), len(test)) == (50, 10) and test.classes == list(data.CIFAR10_CLASSES)
+    assert leftovers(root) == ["cifar10"] and (root / "cifar10" / download.COMPLETE_MARKER).is_file()
+    images, labels = arrays["test_batch"]
+    first = labels.index(labels[0])
+    path = root / "cifar10" / "test" / data.CIFAR10_CLASSES[labels[0]] / "0000.png"
+    assert test.samples[test.targets.index(labels[0])][0] == str(path)
+    expected = images[first].reshape(3, 32, 32).transpose(1, 2, 0)
+    assert np.array_equal(np.asarray(data.open_image(path)), expected)  # PNG: the official pixels exactly
+    train_labels = [label for name in data.CIFAR10_BATCHES["train"] for label in arrays[name][1]]
+    assert np.bincount(train.targets, minlength=10).tolist() == np.bincount(train_labels, minlength=10).tolist()
+
+
+def test_cifar10_archive_that_is_damaged_or_unsafe_is_not_installed(tmp_path, monkeypatch):
+    class Shell:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    for batch, message in [({"data": np.zeros((5, 3072), np.uint8)}, "KeyError"), (Shell(), "arrays only")]:
+        serve = tmp_path / message.replace(" ", "-")
+        archive, _ = build_cifar10_archive(serve, batches={"data_batch_3": batch})
+        fake_cifar10_spec(monkeypatch, archive)
+        root = tmp_path / "data"
+        with http_server(serve) as url, pytest.raises(IncompleteDatasetError, match=message) as err:
+            monkeypatch.setitem(data.BASE_URLS, "cifar10", url)
+            get_dataset("cifar10", "train", root=root)
+        assert "data_batch_3" in str(err.value) and leftovers(root) == []
+
+
+def test_cifar10_offline_names_the_archive_and_the_layout(tmp_path, monkeypatch):
+    with http_server(tmp_path) as url:
+        pass  # shut down again: its port refuses connections, as with no network
+    monkeypatch.setitem(data.BASE_URLS, "cifar10", url)
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError) as err:
+        get_dataset("cifar10", "test", root=root)
+    message = str(err.value)
+    assert message.startswith("No network") and "cifar-10-python.tar.gz" in message and "COURSE_DATA_DIR" in message
+    assert f"{root / 'cifar10'}/" in message and "test/<class>/NNNN.jpg" in message and "airplane" in message
+    assert not root.exists()
+    with pytest.raises(DatasetMissingError, match="python -m utils.data cifar10"):
+        get_dataset("cifar10", "test", root=root, download=False)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

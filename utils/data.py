@@ -10,7 +10,10 @@ Lessons never handle URLs, paths or caches; they ask for a dataset by name::
         ...
 
 Datasets (name: splits): ``hymenoptera``: train/val, ``imagenette-160``: train/val,
-``brain-mri``: Training/Testing (alias train/test), ``fashion-mnist``: train/test.
+``brain-mri``: Training/Testing (alias train/test), ``fashion-mnist``: train/test,
+``cifar10``: train/test. Where each one's pictures come from (which matters for transfer: most of
+Imagenette *is* ImageNet training data, CIFAR-10 is not drawn from ImageNet at all) is in its
+spec's ``source``: ``dataset_spec("cifar10").source``.
 
 Where things live:
 
@@ -33,6 +36,7 @@ import gzip
 import hashlib
 import math
 import os
+import pickle
 import struct
 import sys
 import tempfile
@@ -55,11 +59,12 @@ from .download import download as download_file
 from .env import pick_device
 
 __all__ = [
-    "BASE_URLS", "DATASETS", "FASHION_MNIST_CLASSES", "IMAGENETTE_CLASSES", "IMAGENETTE_IMAGENET_INDICES",
+    "BASE_URLS", "CIFAR10_CLASSES", "DATASETS", "FASHION_MNIST_CLASSES", "IMAGENETTE_CLASSES", "IMAGENETTE_IMAGENET_INDICES",
     "IMAGENETTE_WNIDS", "ChecksumError", "CorruptImageError", "DataError", "DatasetMissingError", "DatasetSpec",
     "DownloadError", "IdxImageDataset", "ImageFolderDataset", "IncompleteDatasetError", "Remote",
     "TensorImageDataset", "as_float", "cache_dir", "data_root", "dataset_spec", "get_dataset", "iter_batches",
-    "load_tensors", "open_image", "prepare", "read_idx", "resize_center_crop", "stratified_subset",
+    "load_tensors", "open_image", "prepare", "read_cifar_batch", "read_idx", "resize_center_crop",
+    "stratified_subset",
 ]
 
 APP_NAME = "cnn-course"
@@ -110,6 +115,7 @@ BASE_URLS = {
     "hymenoptera": "https://download.pytorch.org/tutorial/",
     "imagenette-160": "https://s3.amazonaws.com/fast-ai-imageclas/",
     "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/",  # the official archive, as torchvision's CIFAR10 fetches it
 }
 """Where each dataset's files are downloaded from; ``$COURSE_DATA_MIRROR`` overrides them all."""
 
@@ -135,6 +141,10 @@ FASHION_MNIST_FILES = {  # split -> (images, labels), as named by the dataset's 
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+# CIFAR-10's classes, in the order of its label numbers (also alphabetical, so folder order = label).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # package dataset-fashion-mnist
 SYSTEM_FASHION_MNIST_DIRS = [DEBIAN_FASHION_MNIST_DIR]  # read-only fallbacks, searched after the data root
 
@@ -165,6 +175,8 @@ class DatasetSpec:
     remotes: tuple[Remote, ...] = ()     # empty: no public download link
     how_to_get: str = ""                 # manual instructions when there is no download link
     imagenet_indices: dict[str, int] = field(default_factory=dict)  # class folder -> ImageNet-1k index
+    unpack: str | None = None            # "cifar-python": the archive holds pickled batches, written out as files
+    source: str = ""                     # where the pictures come from (for transfer: did the backbone see them?)
 
     @property
     def classes(self) -> list[str]:
@@ -195,6 +207,8 @@ DATASETS: dict[str, DatasetSpec] = {
         class_names={"ants": "ants", "bees": "bees"},
         remotes=(Remote("hymenoptera_data.zip",
                         "sha256:fbc41b31d544714d18dd1230b1e2b455e1557766e13e67f9f5a7a23af7c02209"),),
+        source="the PyTorch transfer-learning tutorial's ants and bees, described by its authors as a small "
+               "subset of ImageNet: an ImageNet backbone has probably seen these pictures",
     ),
     "imagenette-160": DatasetSpec(
         name="imagenette-160", folder="imagenette2-160",
@@ -204,6 +218,8 @@ DATASETS: dict[str, DatasetSpec] = {
         file_glob="*.JPEG",
         remotes=(Remote("imagenette2-160.tgz", None),),  # no published checksum: the layout is checked
         imagenet_indices=dict(IMAGENETTE_IMAGENET_INDICES),
+        source="10 ImageNet classes; almost all images (train and val; all but the ILSVRC2012_val_* files) are "
+               "from ImageNet's training set: the pretraining data itself, not new pictures",
     ),
     "brain-mri": DatasetSpec(
         name="brain-mri", folder="brain_mri",
@@ -212,6 +228,7 @@ DATASETS: dict[str, DatasetSpec] = {
         class_names={"glioma": "glioma", "meningioma": "meningioma", "notumor": "no tumor",
                      "pituitary": "pituitary"},
         how_to_get=BRAIN_MRI_HOW_TO_GET,
+        source="brain MRI slices (Kaggle 'Brain Tumor MRI Dataset', CC0): a domain unlike ImageNet's photos",
     ),
     "fashion-mnist": DatasetSpec(
         name="fashion-mnist", folder="fashion-mnist", kind="idx",
@@ -224,6 +241,19 @@ DATASETS: dict[str, DatasetSpec] = {
             Remote("t10k-images-idx3-ubyte.gz", "md5:bef4ecab320f06d8554ea6380940ec79"),
             Remote("t10k-labels-idx1-ubyte.gz", "md5:bb300cfdad3c16e7a12a480ee83cd310"),
         ),
+        source="Zalando's 28 x 28 grayscale product photos: not from ImageNet",
+    ),
+    "cifar10": DatasetSpec(
+        name="cifar10", folder="cifar10",
+        splits={"train": "train", "test": "test"},
+        counts={"train": 50000, "test": 10000},
+        class_names={name: name for name in CIFAR10_CLASSES},
+        file_glob="NNNN.jpg (or .png)",
+        # the md5 published with the archive, which torchvision.datasets.CIFAR10 checks too
+        remotes=(Remote("cifar-10-python.tar.gz", "md5:c58f30108f718f92721af3b95e74349a"),),
+        unpack="cifar-python",
+        source="32 x 32 photos of 10 everyday classes from the 80 Million Tiny Images collection, not drawn "
+               "from ImageNet: similar pictures that an ImageNet backbone has never seen",
     ),
 }
 
@@ -333,9 +363,9 @@ def scan_image_folder(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]
         found = 0
         for folder, subfolders, files in os.walk(split_dir / cls):
             subfolders.sort()
+            hidden_folder = any(part.startswith(".") for part in Path(folder).relative_to(split_dir).parts)
             for name in sorted(files):
                 path = os.path.join(folder, name)
-                hidden_folder = any(part.startswith(".") for part in Path(folder).relative_to(split_dir).parts)
                 reason = "copy in a hidden folder" if hidden_folder else _skip_reason(name)
                 if reason:
                     skipped.append((path, reason))
@@ -503,6 +533,76 @@ class IdxImageDataset(torch.utils.data.Dataset):
 
 
 # ----------------------------------------------------------------------------------------------
+# CIFAR-10: the official python batches, written out as image files
+# ----------------------------------------------------------------------------------------------
+#
+# The folder ``cifar10/{train,test}/<class>/NNNN.<ext>`` is the dataset's one layout on disk, so one
+# reader (ImageFolderDataset) serves the offline copy and a download alike. A download unpacks the
+# official ``cifar-10-python.tar.gz`` (pickled uint8 arrays) into PNG files, which keep its pixels
+# exactly; the shared offline copy stores JPEG files, whose pixels differ slightly from the arrays.
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes and numpy arrays only: loading a pickle may otherwise run any code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}  # bytes in a protocol-2 pickle
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"a CIFAR batch should hold arrays only, not {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, list[int]]:
+    """One pickled batch of the official python CIFAR-10: uint8 images N x 32 x 32 x 3 (RGB) and labels."""
+    try:
+        with open(path, "rb") as file:
+            batch = _ArrayUnpickler(file, encoding="latin1").load()
+        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = [int(label) for label in batch["labels"]]
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as err:
+        raise IncompleteDatasetError(
+            f"Cannot read the CIFAR-10 batch {path} ({type(err).__name__}: {err}): the archive is damaged. "
+            "Run `python -m utils.data cifar10` again.") from err
+    if len(labels) != len(images) or not all(0 <= label < len(CIFAR10_CLASSES) for label in labels):
+        raise IncompleteDatasetError(f"The CIFAR-10 batch {path} has {len(images)} images but labels "
+                                     f"{sorted(set(labels))[:12]}...: the archive is damaged.")
+    return images, labels
+
+
+def write_cifar10_folder(batches_dir: Path, out: Path) -> None:
+    """Write the official ``cifar-10-batches-py/`` as ``out/{train,test}/<class>/NNNN.png``.
+
+    Files are numbered per class in the batches' order (data_batch_1 to 5, then test_batch). PNG is
+    lossless, so a decoded file equals the official array.
+    """
+    batches_dir = Path(batches_dir)
+    meta = batches_dir / "batches.meta"
+    if meta.is_file():
+        with open(meta, "rb") as file:
+            names = _ArrayUnpickler(file, encoding="latin1").load().get("label_names")
+        if tuple(names) != CIFAR10_CLASSES:
+            raise IncompleteDatasetError(f"{meta} names the classes {names}, not CIFAR-10's {list(CIFAR10_CLASSES)}.")
+    for split, batch_names in CIFAR10_BATCHES.items():
+        counters = [0] * len(CIFAR10_CLASSES)
+        for cls in CIFAR10_CLASSES:
+            (out / split / cls).mkdir(parents=True, exist_ok=True)
+        for batch_name in batch_names:
+            images, labels = read_cifar_batch(batches_dir / batch_name)
+            for image, label in zip(_progress(images, len(images), f"unpack cifar10/{batch_name}"), labels):
+                Image.fromarray(image).save(out / split / CIFAR10_CLASSES[label] / f"{counters[label]:04d}.png")
+                counters[label] += 1
+
+
+# Archives whose files are not laid out as the dataset folder: spec.unpack -> (top folder, writer).
+UNPACKERS: dict[str, tuple[str, Callable[[Path, Path], None]]] = {
+    "cifar-python": ("cifar-10-batches-py", write_cifar10_folder),
+}
+
+
+# ----------------------------------------------------------------------------------------------
 # Finding, downloading and checking a dataset
 # ----------------------------------------------------------------------------------------------
 
@@ -547,9 +647,11 @@ def _ensure_folder_dataset(spec: DatasetSpec, root: Path, download: bool) -> Pat
         raise DatasetMissingError(_missing_message(
             spec, root, f"{spec.name} is not in {root}; run `python -m utils.data {spec.name}` to download it."))
     (remote,) = spec.remotes
+    archive_folder, convert = UNPACKERS[spec.unpack] if spec.unpack else (None, None)
     print(f"{spec.name}: downloading {remote.filename} into {root}")
     return install_archive(remote_url(spec.name, remote.filename), remote.checksum, root, spec.folder,
-                           validate=_validate_extracted(spec), manual_help=expected_layout(spec, root))
+                           validate=_validate_extracted(spec), manual_help=expected_layout(spec, root),
+                           archive_folder=archive_folder, convert=convert)
 
 
 def _ensure_idx_files(spec: DatasetSpec, root: Path, download: bool) -> None:

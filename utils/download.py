@@ -212,13 +212,18 @@ def extract(archive: str | Path, into: str | Path) -> None:
 
 
 def install_archive(url: str, checksum: str | None, root: str | Path, folder: str,
-                    validate: Callable[[Path], None], manual_help: str = "") -> Path:
+                    validate: Callable[[Path], None], manual_help: str = "", *,
+                    archive_folder: str | None = None, convert: Callable[[Path, Path], None] | None = None) -> Path:
     """Download an archive holding ``folder/``, extract, validate, and rename it to ``root/folder``.
 
     ``validate(path)`` receives the extracted folder and raises if its layout is wrong (for archives
     without a published checksum this is the only check). The download and the extraction happen in
     a hidden ``root/.FOLDER.partial-*`` folder that is always removed, so ``root/folder`` appears
     whole or not at all.
+
+    An archive whose files are not laid out as the dataset folder (CIFAR-10's pickled batches)
+    names its top-level folder in ``archive_folder``; ``convert(archive_dir, out)`` then writes the
+    dataset folder ``out`` from it, inside the same hidden folder, before validation.
     """
     root = Path(root)
     target = root / folder
@@ -229,10 +234,13 @@ def install_archive(url: str, checksum: str | None, root: str | Path, folder: st
         archive = download(url, work / url.rsplit("/", 1)[-1], checksum, manual_help=manual_help)
         extract(archive, work / "extracted")
         archive.unlink()
-        extracted = work / "extracted" / folder
+        extracted = work / "extracted" / (archive_folder or folder)
         if not extracted.is_dir():
             found = sorted(p.name for p in (work / "extracted").iterdir())
-            raise DataError(f"{archive.name} from {url} has no top-level folder {folder}/ (found {found}).")
+            raise DataError(f"{archive.name} from {url} has no top-level folder {extracted.name}/ (found {found}).")
+        if convert is not None:
+            convert(extracted, work / "converted" / folder)
+            extracted = work / "converted" / folder
         validate(extracted)
         provenance = {"url": url, "checksum": checksum, "installed": time.strftime("%Y-%m-%d %H:%M:%S")}
         (extracted / COMPLETE_MARKER).write_text(json.dumps(provenance) + "\n")
