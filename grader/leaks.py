@@ -38,9 +38,9 @@ class Leak:
 
 
 def normal(line: str) -> str:
-    """The comparable form of a line: no ANSI colours, no traceback line numbers, no markdown emphasis,
-    single spaces."""
-    line = _TRACEBACK_PREFIX.sub("", _ANSI.sub("", line).strip())
+    """The comparable form of a line: no ANSI colours, traceback line numbers, comment or heading marks,
+    markdown emphasis; single spaces."""
+    line = _TRACEBACK_PREFIX.sub("", _ANSI.sub("", line).strip()).lstrip("#> ")
     return re.sub(r"\s+", " ", re.sub(r"[*`$\\]", "", line)).strip()
 
 
