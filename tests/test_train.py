@@ -1,17 +1,21 @@
-"""Behaviour of utils.train on CPU with small synthetic data (Gaussian blobs, random 16x16 images)."""
+"""Behaviour of utils.train and utils.inference on CPU with small synthetic data (Gaussian blobs, random
+16x16 images), and the import graph of utils (no cycles). Feature extraction: tests/test_features.py."""
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import ast
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from utils import train
-from utils.train import History, evaluate, extract_features, fit, fit_head, make_scheduler, predict
+from utils import features, inference, train
+from utils.inference import evaluate, predict
+from utils.train import History, fit, fit_head, make_scheduler
 
 CPU = "cpu"
 
@@ -116,14 +120,14 @@ def test_tensor_image_dataset_takes_the_fast_path():
     data = pytest.importorskip("utils.data")
     x, y = stripe_images(n=32)
     dataset = data.TensorImageDataset(x, y, classes=["vertical", "horizontal"])
-    assert isinstance(train._batches(dataset, 8, torch.device(CPU)), train._TensorBatches)
+    assert isinstance(inference._batches(dataset, 8, torch.device(CPU)), inference._TensorBatches)
     history = quiet_fit(tiny_cnn(), dataset, dataset, epochs=1, batch_size=8, batch_transform=to_float)
     assert len(history.batch_lrs) == 4 and history.last()["val_acc"] is not None
     dataset.transform = to_float  # a per-sample transform must run: back to a DataLoader
-    assert isinstance(train._batches(dataset, 8, torch.device(CPU)), train._LoaderBatches)
+    assert isinstance(inference._batches(dataset, 8, torch.device(CPU)), inference._LoaderBatches)
     subset = torch.utils.data.Subset(data.TensorImageDataset(x, y, classes=["v", "h"]), [3, 1, 2])
-    batches = train._batches(subset, 8, torch.device(CPU))
-    assert isinstance(batches, train._TensorBatches) and torch.equal(batches.y, y[[3, 1, 2]])
+    batches = inference._batches(subset, 8, torch.device(CPU))
+    assert isinstance(batches, inference._TensorBatches) and torch.equal(batches.y, y[[3, 1, 2]])
 
 
 # ---------------------------------------------------------------- schedules
@@ -408,121 +412,6 @@ def test_history_plot_returns_a_figure():
     plt.close(fig)
 
 
-# ---------------------------------------------------------------- feature extraction
-class CountingBackbone(nn.Module):
-    """A timm-like backbone: forward_features gives N x 4 x 4 x 4 maps; counts its calls and modes."""
-
-    num_features = 4
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.stem = nn.Conv2d(1, 4, 3, stride=2, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-        self.stages = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, stride=2, padding=1)])
-        self.calls, self.modes = 0, []
-
-    def forward_features(self, x):
-        self.calls += 1
-        self.modes.append(self.training)
-        x = self.bn(self.stem(x))
-        for stage in self.stages:
-            x = stage(x).relu()
-        return x
-
-
-def test_extract_features_pools_caches_and_skips_the_backbone(tmp_path):
-    x, y = stripe_images(n=40)
-    backbone = CountingBackbone().train()
-    kwargs = dict(batch_transform=to_float, device=CPU, batch_size=16, cache_dir=tmp_path)
-    features, labels = extract_features(backbone, (x, y), cache_key=("counting", "stripes", "train", "float"), **kwargs)
-    assert features.shape == (40, 4) and features.dtype == torch.float32 and torch.equal(labels, y)
-    assert backbone.calls == 3 and backbone.modes == [False] * 3 and backbone.training
-    files = list((tmp_path / "features").iterdir())
-    assert len(files) == 1 and files[0].suffix == ".pt" and "counting-stripes-train-float" in files[0].name
-
-    again, labels_again = extract_features(backbone, (x, y), cache_key=("counting", "stripes", "train", "float"),
-                                           **kwargs)
-    assert backbone.calls == 3  # read from disk
-    assert torch.equal(again, features) and torch.equal(labels_again, labels)
-
-    extract_features(backbone, (x[:20], y[:20]), cache_key=("counting", "stripes", "train", "float"), **kwargs)
-    assert backbone.calls == 5  # a subset of another size never reads the full set's file
-    maps, _ = extract_features(backbone, (x, y), pool=False, **kwargs)
-    assert maps.shape == (40, 4, 4, 4)
-    assert torch.allclose(maps.mean(dim=(2, 3)), features, atol=1e-6)
-
-
-class NamedStageBackbone(CountingBackbone):
-    """Like utils.backbones.Backbone: ``stages`` lists the stages' module *names*."""
-
-    stage_names = ["stem", "blocks.0", "blocks.1"]
-
-    def __init__(self):
-        super().__init__()
-        self.blocks = self.stages
-        del self.stages
-        self.stages = list(self.stage_names)
-
-    def forward_features(self, x):
-        self.calls += 1
-        x = self.bn(self.stem(x))
-        for block in self.blocks:
-            x = block(x).relu()
-        return x
-
-
-def test_extract_features_from_one_stage_and_without_cache():
-    x, y = stripe_images(n=8)
-    backbone = CountingBackbone()
-    first_stage, _ = extract_features(backbone, (x, y), batch_transform=to_float, device=CPU, layer=0)
-    assert first_stage.shape == (8, 4)
-    full, _ = extract_features(backbone, (x, y), batch_transform=to_float, device=CPU)
-    assert not torch.allclose(first_stage, full)
-    by_module, _ = extract_features(backbone, (x, y), batch_transform=to_float, device=CPU, layer=backbone.stages[0])
-    assert torch.equal(by_module, first_stage)
-    # the hook sees the conv output (before the ReLU that forward_features applies)
-    expected = backbone.stages[0](backbone.bn.eval()(backbone.stem(to_float(x)))).mean(dim=(2, 3))
-    assert torch.allclose(first_stage, expected.detach(), atol=1e-6)
-
-    named = NamedStageBackbone()
-    by_index, _ = extract_features(named, (x, y), batch_transform=to_float, device=CPU, layer=1)  # "blocks.0"
-    by_name, _ = extract_features(named, (x, y), batch_transform=to_float, device=CPU, layer="blocks.0")
-    assert torch.equal(by_index, by_name) and torch.allclose(by_index, first_stage)
-    stem_maps, _ = extract_features(named, (x, y), batch_transform=to_float, device=CPU, layer="stem", pool=False)
-    assert stem_maps.shape == (8, 4, 8, 8)
-
-
-def test_feature_cache_write_is_atomic(tmp_path, monkeypatch):
-    x, y = stripe_images(n=8)
-    original_save = torch.save
-
-    def crash_half_way(obj, handle, *args, **kwargs):
-        handle.write(b"partial")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(train.torch, "save", crash_half_way)
-    with pytest.raises(OSError):
-        extract_features(CountingBackbone(), (x, y), batch_transform=to_float, cache_key="crash", device=CPU,
-                         cache_dir=tmp_path)
-    assert list((tmp_path / "features").iterdir()) == []  # neither a partial file nor a temporary one
-    monkeypatch.setattr(train.torch, "save", original_save)
-    backbone = CountingBackbone()
-    extract_features(backbone, (x, y), batch_transform=to_float, cache_key="crash", device=CPU, cache_dir=tmp_path)
-    extract_features(backbone, (x, y), batch_transform=to_float, cache_key="crash", device=CPU, cache_dir=tmp_path)
-    assert backbone.calls == 1
-
-
-def test_cache_dir_falls_back_to_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
-    path = train.feature_cache_path(("resnet18", "hymenoptera", "val", "eval224"), num_samples=153)
-    try:
-        from utils.data import cache_dir  # noqa: F401  (when utils.data provides it, it decides)
-    except ImportError:
-        assert path.parent == tmp_path / "features"
-    assert path.name.startswith("resnet18-hymenoptera-val-eval224-")
-
-
 def test_fit_head_on_features():
     x, y = blobs(n_per_class=50, dim=16, num_classes=4, seed=0)
     xv, yv = blobs(n_per_class=20, dim=16, num_classes=4, seed=1)
@@ -531,3 +420,84 @@ def test_fit_head_on_features():
     assert history.last()["val_acc"] > 0.9
     head_full_batch, history_full = fit_head(x, y, epochs=3, batch_size=None, device=CPU)
     assert len(history_full.batch_lrs) == 3
+
+
+# ---------------------------------------------------------------- module layout
+UTILS = Path(__file__).resolve().parent.parent / "utils"
+
+
+def utils_imports(folder: Path = UTILS) -> dict[str, set[str]]:
+    """module -> the modules of ``folder`` it imports, at the top or inside functions (parsed, not run)."""
+    names = {path.stem for path in folder.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in names:
+        found = set()
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:        # from .x import y, from . import x
+                targets = [node.module] if node.module else [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "utils":
+                targets = [alias.name for alias in node.names]              # from utils import x
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:     # from utils.x import y
+                targets = [node.module.removeprefix("utils.")] if node.module.startswith("utils.") else []
+            elif isinstance(node, ast.Import):                              # import utils.x
+                targets = [alias.name.removeprefix("utils.") for alias in node.names if alias.name.startswith("utils.")]
+            else:
+                continue
+            found.update(target.split(".")[0] for target in targets)
+        graph[name] = (found & names) - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as ``[a, b, ..., a]``, or None (depth-first search)."""
+    done, path = set(), []
+
+    def visit(module):
+        if module in path:
+            return path[path.index(module):] + [module]
+        if module in done:
+            return None
+        path.append(module)
+        for imported in sorted(graph[module]):
+            cycle = visit(imported)
+            if cycle:
+                return cycle
+        path.pop()
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        cycle = visit(module)
+        if cycle:
+            return cycle
+    return None
+
+
+def test_utils_import_graph_has_no_cycle():
+    graph = utils_imports()
+    assert {"train", "viz", "features", "inference", "data"} <= set(graph)
+    assert graph["viz"] == {"inference"} and "train" not in graph["features"] | graph["inference"]
+    assert {"inference", "features", "viz"} <= graph["train"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_cycle_check_sees_every_import_form(tmp_path):
+    sources = {"a": "def f():\n    from .b import g\n",                    # inside a function
+               "b": "import utils.c\n", "c": "from utils import d\n", "d": "from utils.a import f\n",
+               "e": "from . import a\nimport os\n"}
+    for name, source in sources.items():
+        (tmp_path / f"{name}.py").write_text(source)
+    graph = utils_imports(tmp_path)
+    assert graph == {"a": {"b"}, "b": {"c"}, "c": {"d"}, "d": {"a"}, "e": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "d", "a"]
+    assert find_cycle({**graph, "d": set()}) is None
+
+
+def test_names_the_notebooks_import_from_utils_train_still_work():
+    # kept for the notebooks until their imports move to utils.features / utils.inference
+    assert train.extract_features is features.extract_features
+    assert train.feature_cache_path is features.feature_cache_path
+    assert train.evaluate is inference.evaluate and train.predict is inference.predict
+    for name in ("History", "fit", "fit_head", "make_scheduler", "_cpu_state_dict", "_put_frozen_batchnorm_in_eval",
+                 "ONECYCLE_DEFAULT_WARMUP"):
+        assert hasattr(train, name), name

@@ -7,8 +7,15 @@ Notebooks import from here and never copy code between each other. Submodules:
 - ``utils.arithmetic``: conv-layer arithmetic, receptive fields, per-layer summaries
 - ``utils.data``: datasets, offline cache, downloads, decoded-tensor datasets
 - ``utils.backbones``: pretrained backbones with a timm-like API, freezing helpers
-- ``utils.train``: a small ``fit`` loop, feature caching
-- ``utils.viz``: training curves, confusion matrices, image grids
+- ``utils.inference``: batching any data form, device and precision, ``evaluate`` and ``predict``
+- ``utils.train``: a small ``fit`` loop, learning-rate schedules, ``fit_head`` for linear heads
+- ``utils.features``: frozen-backbone features, extracted once and cached on disk
+- ``utils.viz``: training curves, confusion matrices, image grids, top losses
+
+Imports between them run one way (``tests/test_train.py`` checks that they form no cycle):
+``train`` imports ``inference``, ``features`` and ``viz``; ``features`` imports ``inference`` and
+``data``; ``viz`` imports ``inference``; ``inference`` imports ``env``; ``data`` imports
+``download`` and ``env``.
 """
 import os
 

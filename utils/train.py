@@ -1,4 +1,4 @@
-"""A small training loop in fastai's one-call spirit, plus frozen-feature caching.
+"""A small training loop in fastai's one-call spirit.
 
 Every lesson that trains goes through :func:`fit`::
 
@@ -7,50 +7,51 @@ Every lesson that trains goes through :func:`fit`::
     history                                         # a table: one row per epoch
 
 Data may be a pair of tensors ``(x, y)``, any map-style ``Dataset`` yielding ``(x, y)``, or a
-``DataLoader``. Tensor-backed data (a pair, a ``TensorDataset``, an object with tensor
-``.images`` and ``.labels`` and no per-sample ``transform``, or a ``Subset`` of those) skips the
-``DataLoader`` and is batched by indexing; on CUDA it is copied to the GPU once when it fits.
-Keeping images as uint8 until ``batch_transform`` runs on the device is what makes that cheap.
+``DataLoader`` (see :mod:`utils.inference`, which batches them and holds :func:`evaluate` and
+:func:`predict`). Keeping images as uint8 until ``batch_transform`` runs on the device is what
+makes tensor data cheap. :func:`fit_head` trains a linear head on features cached by
+:func:`utils.features.extract_features`.
 
-Feature extraction (lesson 08) runs a frozen backbone once with :func:`extract_features`,
-caches the result on disk, and trains a linear head on it with :func:`fit_head` in seconds.
+Dependencies run one way: ``utils.train`` uses :mod:`utils.inference` (and :mod:`utils.viz` for
+:meth:`History.plot`); neither of those imports it.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import os
-import re
-import sys
 import tempfile
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from .env import pick_device, seed_everything
+from .env import seed_everything
+# kept for the notebooks until their imports move to utils.features
+from .features import extract_features, feature_cache_path
+from .inference import (_amp_dtype, _autocast, _batches, _count_correct, _default_loss, _evaluate_batches,
+                        _prepare_input, _progress, _resolve_device, _to_device, _use_channels_last)
+# kept for the notebooks until their imports move to utils.inference
+from .inference import evaluate, predict
 
 __all__ = [
     "History",
-    "evaluate",
-    "extract_features",
-    "feature_cache_path",
     "fit",
     "fit_head",
     "make_scheduler",
+    # re-exported, kept for the notebooks until their imports move to utils.features / utils.inference
+    "evaluate",
+    "extract_features",
+    "feature_cache_path",
     "predict",
 ]
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEFAULT_WEIGHT_DECAY = {"adamw": 1e-2, "sgd": 5e-4}  # AdamW's PyTorch default; AlexNet/VGG's SGD value
 ONECYCLE_DEFAULT_WARMUP = 0.25  # fraction of all steps spent rising when no warm-up is given (fastai's)
-DEVICE_RESIDENT_FRACTION = 0.25  # copy tensor data to the GPU when it needs at most this share of free memory
 EVAL_BATCH_MULTIPLIER = 2  # no activations kept for backward, so evaluation affords bigger batches
 TIMING_KEYS = ("seconds", "images_per_second")
 MIN_COLUMN_WIDTH = 9  # wide enough for 4-decimal losses, "100.00%" and "3.00e-04"
@@ -163,160 +164,8 @@ class History:
 
 
 # --------------------------------------------------------------------------------------------
-# Batching: tensors indexed directly (fast path), or a DataLoader
+# Optimizer and schedule
 # --------------------------------------------------------------------------------------------
-def _tensor_pair(data):
-    """``(x, y)`` tensors behind ``data`` when it is tensor-backed, else ``None``."""
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-        return torch.as_tensor(x), torch.as_tensor(y)
-    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
-        return data.tensors
-    images, labels = getattr(data, "images", None), getattr(data, "labels", None)
-    if isinstance(images, torch.Tensor) and getattr(data, "transform", None) is None:
-        labels = torch.as_tensor(labels) if labels is not None else None
-        if labels is not None and len(labels) == len(images):
-            return images, labels
-    if isinstance(data, Subset):
-        pair = _tensor_pair(data.dataset)
-        if pair is not None:
-            indices = torch.as_tensor(list(data.indices), dtype=torch.long)
-            return pair[0][indices], pair[1][indices]
-    return None
-
-
-def _fits_on_device(tensors: Sequence[torch.Tensor], device: torch.device) -> bool:
-    if device.type != "cuda":
-        return False
-    free_bytes, _ = torch.cuda.mem_get_info(device)
-    return sum(t.numel() * t.element_size() for t in tensors) <= DEVICE_RESIDENT_FRACTION * free_bytes
-
-
-class _TensorBatches:
-    """Mini-batches by indexing two tensors; one fresh permutation per epoch from ``seed + epoch``."""
-
-    def __init__(self, x, y, batch_size, shuffle, drop_last, seed, device):
-        if len(x) != len(y):
-            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
-        if _fits_on_device((x, y), device):
-            x, y = x.to(device), y.to(device)
-        self.x, self.y = x, y
-        self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
-        # drop a ragged last batch when training (a batch of 1 breaks BatchNorm), unless it is the only one
-        self.drop_last = drop_last and len(x) >= self.batch_size
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.x)
-
-    def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.x)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(int(self.seed or 0) * 100_003 + epoch)
-            order = torch.randperm(n, generator=generator)
-        else:
-            order = torch.arange(n)
-        order = order.to(self.x.device)
-        for i in range(len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            yield self.x[index], self.y[index]
-
-    def image(self, i: int) -> torch.Tensor:
-        return self.x[i].cpu()
-
-
-class _LoaderBatches:
-    """Mini-batches from a DataLoader (given, or built around a Dataset)."""
-
-    def __init__(self, loader: DataLoader):
-        self.loader = loader
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.loader.dataset)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def epoch(self, epoch: int = 0):
-        for batch in self.loader:
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise TypeError("each batch must be a pair (x, y); got " + type(batch).__name__)
-            yield batch[0], batch[1]
-
-    def image(self, i: int) -> torch.Tensor:
-        return torch.as_tensor(self.loader.dataset[i][0])
-
-
-def _batches(data, batch_size, device, *, shuffle=False, drop_last=False, seed=0, num_workers=0):
-    """Wrap any accepted data form into an object with ``len()`` and ``.epoch(i)``."""
-    if data is None or isinstance(data, (_TensorBatches, _LoaderBatches)):
-        return data
-    if isinstance(data, DataLoader):
-        return _LoaderBatches(data)
-    pair = _tensor_pair(data)
-    if pair is not None:
-        return _TensorBatches(*pair, batch_size, shuffle, drop_last, seed, device)
-    if isinstance(data, Dataset) or hasattr(data, "__getitem__"):
-        generator = torch.Generator().manual_seed(int(seed or 0))
-        loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle,
-                            drop_last=drop_last and len(data) >= batch_size, num_workers=num_workers,
-                            generator=generator, pin_memory=device.type == "cuda")
-        return _LoaderBatches(loader)
-    raise TypeError(f"cannot batch {type(data).__name__}: pass (x, y) tensors, a Dataset or a DataLoader")
-
-
-def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return batch.to(device, non_blocking=True) if batch.device != device else batch
-
-
-def _prepare_input(x, device, batch_transform, channels_last):
-    x = _to_device(x, device)
-    if batch_transform is not None:
-        x = batch_transform(x)
-    if channels_last and x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-# --------------------------------------------------------------------------------------------
-# Device, precision, optimizer, schedule
-# --------------------------------------------------------------------------------------------
-def _resolve_device(device) -> torch.device:
-    return pick_device("auto" if device is None else device)
-
-
-def _amp_dtype(amp, device: torch.device):
-    """Autocast dtype or None. ``None`` means: on for CUDA (bf16 where supported, else fp16)."""
-    if amp is None:
-        amp = device.type == "cuda"
-    if amp is False:
-        return None
-    if amp in ("bf16", "bfloat16", torch.bfloat16):
-        return torch.bfloat16
-    if amp in ("fp16", "float16", torch.float16):
-        return torch.float16
-    if amp is not True:
-        raise ValueError(f"amp must be None, True, False, 'bf16' or 'fp16'; got {amp!r}")
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
-
-
-def _autocast(device: torch.device, dtype):
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _use_channels_last(channels_last, device: torch.device) -> bool:
-    return device.type == "cuda" if channels_last is None else bool(channels_last)
-
-
 def _build_optimizer(model, optimizer, lr, weight_decay, momentum) -> torch.optim.Optimizer:
     """An optimizer over all parameters, frozen ones included, so that unfreezing mid-run just works.
 
@@ -407,35 +256,8 @@ def _step_scheduler(scheduler) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Losses and metrics
+# BatchNorm, callbacks, checkpoints
 # --------------------------------------------------------------------------------------------
-def _main_output(output):
-    """Logits of a model that returns extras (GoogLeNet's auxiliary heads in train mode)."""
-    return output[0] if isinstance(output, (tuple, list)) else output
-
-
-def _as_float32(output):
-    """Autocast outputs (bf16/fp16) as float32, so evaluation losses and saved logits stay precise."""
-    if isinstance(output, torch.Tensor):
-        return output.float() if output.is_floating_point() else output
-    if isinstance(output, (tuple, list)):
-        items = [_as_float32(item) for item in output]
-        return type(output)(*items) if hasattr(output, "_fields") else type(output)(items)  # namedtuples too
-    return output
-
-
-def _default_loss(output, target):
-    return nn.functional.cross_entropy(_main_output(output), target)
-
-
-def _count_correct(output, target):
-    """Number of correct top-1 predictions, as a 0-d tensor, or None when not classification."""
-    logits = _main_output(output)
-    if logits.ndim != 2 or target.ndim != 1 or target.is_floating_point():
-        return None
-    return (logits.argmax(dim=1) == target).sum()
-
-
 def _put_frozen_batchnorm_in_eval(model: nn.Module) -> None:
     """BatchNorm layers whose parameters are all frozen stop updating their running statistics."""
     for module in model.modules():
@@ -445,18 +267,6 @@ def _put_frozen_batchnorm_in_eval(model: nn.Module) -> None:
                 module.eval()
 
 
-def _module_modes(model: nn.Module) -> dict:
-    return {module: module.training for module in model.modules()}
-
-
-def _restore_modes(modes: dict) -> None:
-    for module, training in modes.items():
-        module.training = training
-
-
-# --------------------------------------------------------------------------------------------
-# Callbacks, checkpoints, progress
-# --------------------------------------------------------------------------------------------
 def _hooks(callbacks, name: str) -> list[Callable]:
     """Methods called ``name`` on callback objects; a plain function counts as ``on_epoch_end``."""
     if callbacks is None:
@@ -489,18 +299,6 @@ def _atomic_save(obj, path: Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def _progress(iterable, enabled: bool, **kwargs):
-    """tqdm.auto (widgets in notebooks); text bars go to stdout, since stderr fails nbgrader cells."""
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-    from tqdm.notebook import tqdm as widget_tqdm
-
-    if not issubclass(tqdm, widget_tqdm):
-        kwargs.setdefault("file", sys.stdout)
-    return tqdm(iterable, **kwargs)
 
 
 def _sync(device: torch.device) -> None:
@@ -695,236 +493,8 @@ def _train_epoch(model, batches, epoch, steps, optimizer, scheduler, scaler, los
 
 
 # --------------------------------------------------------------------------------------------
-# evaluate / predict
+# Linear heads on cached features
 # --------------------------------------------------------------------------------------------
-def _inference_batches(model, batches, batch_transform, device, amp_dtype, channels_last, max_steps):
-    """Yield ``(output, y)`` per batch in eval mode without autograd; restores module modes after."""
-    modes = _module_modes(model)
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for x, y in itertools.islice(batches.epoch(0), max_steps):
-                x = _prepare_input(x, device, batch_transform, channels_last)
-                with _autocast(device, amp_dtype):
-                    output = model(x)
-                yield _as_float32(output), _to_device(y, device)
-    finally:
-        _restore_modes(modes)
-
-
-def _evaluate_batches(model, batches, batch_transform, loss_fn, device, amp_dtype, channels_last, max_steps) -> dict:
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    n_seen, is_classification = 0, True
-    for output, y in _inference_batches(model, batches, batch_transform, device, amp_dtype, channels_last, max_steps):
-        loss_sum += loss_fn(output, y).float() * len(y)
-        hits = _count_correct(output, y)
-        if hits is None:
-            is_classification = False
-        else:
-            correct += hits
-        n_seen += len(y)
-    if n_seen == 0:
-        return {"loss": None, "acc": None, "n": 0}
-    acc = correct.item() / n_seen if is_classification else None
-    return {"loss": loss_sum.item() / n_seen, "acc": acc, "n": n_seen}
-
-
-def _prepare_model(model, device, channels_last):
-    device = _resolve_device(device)
-    channels_last = _use_channels_last(channels_last, device)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    return device, channels_last
-
-
-def evaluate(model: nn.Module, data, batch_transform: Callable | None = None, device=None, batch_size: int = 256, *,
-             loss_fn: Callable | None = None, amp=None, channels_last: bool | None = None,
-             max_steps: int | None = None, num_workers: int = 0) -> dict:
-    """Mean loss and top-1 accuracy of ``model`` on ``data``, in eval mode without gradients.
-
-    Returns ``{"loss": float, "acc": float in [0, 1] or None, "n": number of samples}``. The
-    model is moved to ``device`` (default: auto) and its train/eval modes are restored afterwards.
-    """
-    device, channels_last = _prepare_model(model, device, channels_last)
-    batches = _batches(data, batch_size, device, num_workers=num_workers)
-    return _evaluate_batches(model, batches, batch_transform, loss_fn or _default_loss, device,
-                             _amp_dtype(amp, device), channels_last, max_steps)
-
-
-def predict(model: nn.Module, data, batch_transform: Callable | None = None, device=None, batch_size: int = 256, *,
-            amp=None, channels_last: bool | None = None, max_steps: int | None = None,
-            num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logits, labels)`` for every sample of ``data``, in order, as float32 and long CPU tensors."""
-    device, channels_last = _prepare_model(model, device, channels_last)
-    batches = _batches(data, batch_size, device, num_workers=num_workers)
-    logits, labels = [], []
-    for output, y in _inference_batches(model, batches, batch_transform, device, _amp_dtype(amp, device),
-                                        channels_last, max_steps):
-        logits.append(_main_output(output).float().cpu())
-        labels.append(y.cpu())
-    if not logits:
-        return torch.empty(0), torch.empty(0, dtype=torch.long)
-    return torch.cat(logits), torch.cat(labels)
-
-
-# --------------------------------------------------------------------------------------------
-# Feature caching and linear heads
-# --------------------------------------------------------------------------------------------
-class _StopForward(Exception):
-    """Raised by a forward hook once the wanted layer has run, to skip the rest of the network."""
-
-
-def _cache_dir() -> Path:
-    """``utils.data.cache_dir()`` when that module provides it, else ``$COURSE_CACHE_DIR`` or ~/.cache/cnn-course."""
-    try:
-        from .data import cache_dir
-    except ImportError:
-        cache_dir = None
-    if callable(cache_dir):
-        return Path(cache_dir())
-    return Path(os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "cnn-course")
-
-
-def _num_samples(data) -> int | None:
-    if isinstance(data, DataLoader):
-        return len(data.dataset)
-    pair = _tensor_pair(data)
-    if pair is not None:
-        return len(pair[0])
-    try:
-        return len(data)
-    except TypeError:
-        return None
-
-
-def feature_cache_path(cache_key, *, pool: bool = True, layer=None, num_samples: int | None = None,
-                       cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where :func:`extract_features` stores features for ``cache_key``.
-
-    The file name starts with a readable slug of the key and ends with a hash of everything that
-    changes the features (key, pooling, layer, number of samples), so a smoke-mode subset never
-    reads a full run's file.
-    """
-    parts = cache_key if isinstance(cache_key, (tuple, list)) else (cache_key,)
-    identity = repr((tuple(str(p) for p in parts), bool(pool), str(layer), num_samples))
-    digest = hashlib.sha1(identity.encode()).hexdigest()[:12]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(str(p) for p in parts)).strip("-")[:80] or "features"
-    folder = Path(cache_dir) if cache_dir is not None else _cache_dir()
-    return folder / "features" / f"{slug}-{digest}.pt"
-
-
-def _resolve_layer(backbone: nn.Module, layer) -> nn.Module:
-    """A module from a stage index (``backbone.stages`` holds modules or their names), a name, or itself."""
-    if isinstance(layer, nn.Module):
-        return layer
-    if isinstance(layer, int):
-        stages = getattr(backbone, "stages", None)
-        if stages is None:
-            raise ValueError("layer given as an int needs a backbone with a `stages` attribute")
-        layer = stages[layer]
-        if isinstance(layer, nn.Module):
-            return layer
-    try:
-        return backbone.get_submodule(layer)
-    except AttributeError as err:
-        raise KeyError(f"backbone has no module named {layer!r}") from err
-
-
-def _pool(features: torch.Tensor) -> torch.Tensor:
-    """Global average pool: over H, W for N x C x H x W maps, over tokens for N x T x D."""
-    if features.ndim == 4:
-        return features.mean(dim=(2, 3))
-    if features.ndim == 3:
-        return features.mean(dim=1)
-    return features
-
-
-def _run_backbone(backbone: nn.Module, target: nn.Module | None):
-    """A function x -> features: ``forward_features`` (or the whole module), or one layer's output."""
-    forward = getattr(backbone, "forward_features", backbone)
-    if target is None:
-        return forward
-
-    def up_to_layer(x):
-        captured = {}
-
-        def hook(module, inputs, output):
-            captured["features"] = output
-            raise _StopForward
-
-        handle = target.register_forward_hook(hook)
-        try:
-            forward(x)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        if "features" not in captured:
-            raise RuntimeError("the requested layer did not run during forward_features")
-        return captured["features"]
-
-    return up_to_layer
-
-
-def extract_features(backbone: nn.Module, data, batch_transform: Callable | None = None, cache_key=None,
-                     device=None, batch_size: int = 64, pool: bool = True, layer=None, *, amp=None,
-                     channels_last: bool | None = None, cache_dir: str | os.PathLike | None = None,
-                     progress: bool = False, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run a frozen backbone once over ``data``; return ``(features, labels)`` as CPU tensors.
-
-    ``features`` is float32, N x D when ``pool`` (global average pool of ``forward_features``),
-    else the raw maps (N x C x H x W). ``layer`` (a stage index into ``backbone.stages``, a module
-    name, or a module) takes that layer's output instead, and stops the forward pass there.
-    The backbone runs in eval mode under ``torch.inference_mode``; its modes are restored after.
-
-    With ``cache_key`` (a str or tuple naming backbone, dataset, split and transform), the result
-    is saved under ``<cache dir>/features/`` (written atomically) and later calls load it
-    without running the backbone. ``cache_dir`` overrides the course's cache folder.
-    """
-    path = None
-    if cache_key is not None:
-        path = feature_cache_path(cache_key, pool=pool, layer=None if isinstance(layer, nn.Module) else layer,
-                                  num_samples=_num_samples(data), cache_dir=cache_dir)
-        cached = _load_features(path)
-        if cached is not None:
-            return cached
-    device, channels_last = _prepare_model(backbone, device, channels_last)
-    batches = _batches(data, batch_size, device, num_workers=num_workers)
-    target = _resolve_layer(backbone, layer) if layer is not None else None
-    run = _run_backbone(backbone, target)
-    amp_dtype = _amp_dtype(amp, device)
-    modes = _module_modes(backbone)
-    backbone.eval()
-    features, labels = [], []
-    try:
-        with torch.inference_mode():
-            for x, y in _progress(batches.epoch(0), progress, total=len(batches), desc="features"):
-                x = _prepare_input(x, device, batch_transform, channels_last)
-                with _autocast(device, amp_dtype):
-                    out = run(x)
-                out = _pool(out) if pool else out
-                features.append(out.float().contiguous().cpu())
-                labels.append(torch.as_tensor(y).cpu())
-    finally:
-        _restore_modes(modes)
-    features, labels = torch.cat(features), torch.cat(labels)
-    if path is not None:
-        _atomic_save({"features": features, "labels": labels, "key": str(cache_key)}, path)
-    return features, labels
-
-
-def _load_features(path: Path):
-    if not path.exists():
-        return None
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        return stored["features"], stored["labels"]
-    except Exception:  # a file from an older format or a different torch: recompute and overwrite
-        return None
-
-
 def fit_head(train_features: torch.Tensor, train_labels: torch.Tensor, val_features: torch.Tensor | None = None,
              val_labels: torch.Tensor | None = None, epochs: int = 20, lr: float = 1e-2, *,
              num_classes: int | None = None, batch_size: int = 64, schedule: str = "cosine",

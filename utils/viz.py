@@ -3,7 +3,9 @@
 Every function returns its matplotlib ``Figure``, with labelled axes and a title that states
 what is shown or what it shows. Figures are made through pyplot, so a notebook displays them at
 the end of the cell: write ``fig = plot_history(h)`` or end the line with ``;`` to avoid a
-second copy from the returned value. Only matplotlib is used.
+second copy from the returned value. Only matplotlib is used. From the course's own code it
+imports :mod:`utils.inference` (for :func:`show_top_losses`) and never :mod:`utils.train`,
+whose ``History.plot`` calls :func:`plot_history`.
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
+from torch.utils.data import DataLoader
+
+from .inference import _tensor_pair, predict
 
 __all__ = ["confusion_matrix", "plot_confusion_matrix", "plot_history", "show_images", "show_top_losses"]
 
@@ -260,10 +265,6 @@ def show_images(images, titles: Sequence[str] | None = None, ncols: int = 8, mea
 # --------------------------------------------------------------------------------------------
 def _labels_and_image_getter(data):
     """All labels of ``data`` and a function i -> image, for tensor pairs, Datasets and DataLoaders."""
-    from torch.utils.data import DataLoader
-
-    from .train import _tensor_pair
-
     if isinstance(data, DataLoader):
         data = data.dataset
     pair = _tensor_pair(data)
@@ -278,7 +279,7 @@ def show_top_losses(model_or_logits, data, class_names: Sequence[str] | None = N
                     batch_transform=None, mean=None, std=None, device=None, ncols: int = 4, title: str | None = None):
     """The ``k`` most confidently wrong predictions on ``data``, titled "pred / true / p(pred)".
 
-    ``model_or_logits`` is a model (run with :func:`utils.train.predict` and ``batch_transform``)
+    ``model_or_logits`` is a model (run with :func:`utils.inference.predict` and ``batch_transform``)
     or precomputed N x K logits in the order of ``data``. ``class_names`` defaults to
     ``data.class_names`` (or ``data.classes``), else class indices. The images are shown as
     ``data`` holds them; give ``mean``/``std`` if those are normalised floats.
@@ -286,8 +287,6 @@ def show_top_losses(model_or_logits, data, class_names: Sequence[str] | None = N
     class_names = class_names or getattr(data, "class_names", None) or getattr(data, "classes", None)
     labels, image_at = _labels_and_image_getter(data)
     if isinstance(model_or_logits, torch.nn.Module):
-        from .train import predict
-
         logits, labels = predict(model_or_logits, data, batch_transform=batch_transform, device=device)
     else:
         logits = torch.as_tensor(model_or_logits).detach().float().cpu()
