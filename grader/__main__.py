@@ -49,7 +49,7 @@ def cmd_autograde(args) -> int:
 
     lesson = _lessons([args.lesson])[0]
     workers = args.workers or os.cpu_count() or 1
-    bounds = course.default_limits(lesson, workers=workers).with_(
+    bounds = course.default_limits(lesson, workers=0 if args.scheduler else workers).with_(
         memory_gib=args.memory, cell_timeout_s=args.cell_timeout, budget_s=args.budget, sandbox=not args.no_sandbox)
     if args.no_sandbox:
         print("warning: --no-sandbox: student code runs with your permissions, network and files", file=sys.stderr)
@@ -165,7 +165,8 @@ def cmd_site(args) -> int:
     from . import site
 
     try:
-        pages = site.build(args.dir, executed=Path(args.executed), smoke_if_missing=args.execute)
+        pages = site.build(args.dir, executed=[Path(p) for p in args.executed] or site.EXECUTED,
+                           smoke_if_missing=args.execute)
     except (OSError, ValueError, RuntimeError) as err:
         sys.exit(str(err))
     for page in pages:
@@ -229,8 +230,9 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_student_edition)
     s = sub.add_parser("site", help="static HTML of every lesson with its executed results")
     s.add_argument("dir", help="a new or empty folder (or an earlier site, which is replaced)")
-    s.add_argument("--executed", default=str(config.REPO / "build" / "executed"),
-                   help="where `execute` wrote the executed notebooks (default: build/executed)")
+    s.add_argument("--executed", action="append", default=[], metavar="FOLDER",
+                   help="where `execute` wrote executed notebooks (repeatable; default: build/executed and "
+                        "build/gpu); a full-mode run is preferred to a smoke run")
     s.add_argument("--execute", action="store_true",
                    help="run lessons that have no executed copy yet, in smoke mode, instead of stopping")
     s.set_defaults(func=cmd_site)
