@@ -235,14 +235,20 @@ def _prepare(folder, lesson: str, root: Path, shared: Template, limits: Limits):
         for student in sorted(set(found.notebooks) | set(found.problems)):
             notes = [found.problems.get(student, "")]
             if student in found.notebooks:
-                checked = preflight.check(found.notebooks[student].read_bytes(), lesson, shared.released,
-                                          preflight.Lessons(titles))
+                checked = _preflight(found.notebooks[student], lesson, shared, titles)
                 notes += checked.notes
                 if checked.notebook is not None:
                     jobs.append(workers_mod.Job(lesson, student, shared.files, shared.gradebook,
                                                 nbformat.writes(checked.notebook).encode(), limits))
             results[student] = StudentResult(student, note="; ".join(filter(None, notes)))
     return results, jobs
+
+
+def _preflight(path: Path, lesson: str, shared: Template, titles: dict[str, str]) -> preflight.Checked:
+    try:
+        return preflight.check(path.read_bytes(), lesson, shared.released, preflight.Lessons(titles))
+    except Exception as err:  # noqa: BLE001: one odd notebook never stops the rest
+        return preflight.Checked(None, [f"could not check the notebook ({type(err).__name__}: {err}): not graded"])
 
 
 def _record(root: Path, lesson: str, job, outcome, result: StudentResult) -> None:

@@ -57,8 +57,11 @@ def default_budget(lesson: str, root: Path | str = config.REPO) -> float:
 
 
 def threads_per_kernel(workers: int) -> int:
-    """Cores shared out among the kernels running at once, so that N workers do not oversubscribe."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    """Cores shared out among the kernels running at once, so that N workers do not oversubscribe
+    (0 workers: a cluster, whose machines this one cannot see: one thread per kernel)."""
+    if workers <= 0:
+        return 1
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def describe(limits: Limits) -> str:

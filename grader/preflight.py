@@ -78,8 +78,8 @@ def wrong_lesson(nb, lesson: str, lessons: Lessons) -> str:
         if number != lesson[:2]:
             other = next((k for k in lessons.titles if k[:2] == number), f"{number}_?")
     else:
-        title = title(nb)
-        other = next((k for k, t in lessons.titles.items() if t and t == title and k != lesson), "")
+        heading = title(nb)
+        other = next((k for k, t in lessons.titles.items() if t and t == heading and k != lesson), "")
     if not other:
         return ""
     return f"this is Lesson {other[:2]}'s notebook ({other}), not {lesson}: not graded; ask for the right notebook"

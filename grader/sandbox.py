@@ -33,6 +33,7 @@ INSTALL_HINT = ("bubblewrap (bwrap) is not installed, so student code cannot be 
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "localtime",
              "fonts", "ssl", "ca-certificates", "mime.types", "matplotlibrc", "alternatives")
 NOBODY = 65534
+TMP_BYTES = 512 << 20  # the sandbox's private /tmp is memory: bounded
 
 
 class SandboxError(RuntimeError):
@@ -71,7 +72,7 @@ def bwrap_command(kernel_cmd: list[str], scratch: str, writable: list[str], env:
     """``kernel_cmd`` wrapped in bwrap, with ``scratch`` as working folder and ``writable`` the only writable paths."""
     cmd = [bwrap or require_bwrap(), "--unshare-all", "--die-with-parent", "--new-session",
            "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL",
-           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # first: later binds may lie under /tmp
+           "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]  # first: binds may lie under /tmp
     for path in _readonly_paths():
         cmd += ["--ro-bind", path, path]
     for name in ("bin", "lib", "lib64", "sbin"):
@@ -172,6 +173,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         if self.sandbox:
             kw.pop("env", None)  # bwrap --clearenv sets the kernel's environment
+        else:
+            kw["env"] = {**(kw.get("env") or os.environ), **kernel_env(self._home, self.threads, bool(self.smoke))}
         self._log = open(os.path.join(self._dir, "kernel.log"), "wb")  # noqa: SIM115 (closed in cleanup)
         kw.update(stdout=self._log, stderr=subprocess.STDOUT)
         await super()._async_launch_kernel(kernel_cmd, **kw)

@@ -20,6 +20,7 @@ from . import config
 MIN_CHARS = 12
 HIDDEN = "[hidden by the grader]"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 BLOCKS = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
 
 
@@ -38,7 +39,7 @@ def secret_lines(source, released=None) -> set[str]:
             secret |= _lines(cell.source)
     public = _lines(nbformat.writes(released)) if released is not None else set()
     public |= {line for cell in (released.cells if released is not None else []) for line in _lines(cell.source)}
-    return {line for line in secret - public if "BEGIN" not in line and "END " not in line}
+    return (secret - public) | set(MARKERS)
 
 
 def scrub_text(text: str, secrets: set[str]) -> str:
