@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 TRUTHY = {"1", "true", "yes", "on"}
+_UNSET = object()
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,22 @@ class Setup:
     seed: int
     device: torch.device
 
-    def pick(self, full, smoke):
-        """Return ``smoke`` in smoke mode and ``full`` otherwise (epochs, subset sizes...)."""
+    @property
+    def mode(self) -> str:
+        """``"smoke"``, ``"cpu"`` (full mode without an accelerator) or ``"full"`` (full mode on a GPU/MPS)."""
+        if self.smoke:
+            return "smoke"
+        return "cpu" if self.device.type == "cpu" else "full"
+
+    def pick(self, full, smoke, cpu=_UNSET):
+        """The value for this run's mode: ``smoke`` in smoke mode; in full mode ``cpu`` when running on a CPU
+        (a scale that finishes within 15 minutes on 2 cores) if one is given, else ``full``."""
+        if self.mode == "cpu" and cpu is not _UNSET:
+            return cpu
         return smoke if self.smoke else full
 
     def __str__(self) -> str:
-        mode = "smoke (fast check)" if self.smoke else "full"
+        mode = {"smoke": "smoke (fast check)", "cpu": "full, CPU scale", "full": "full"}[self.mode]
         return f"mode: {mode} | device: {self.device} | seed: {self.seed}"
 
 
