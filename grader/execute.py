@@ -128,25 +128,37 @@ def read_timings(path: Path | str) -> list[Run]:
                 for row in csv.DictReader(handle)]
 
 
-def record_in_readme(runs: list[Run], root: Path = config.REPO) -> list[str]:
-    """Write each successful run's time into the README lesson table's smoke or full column.
+COLUMNS = {"smoke": "smoke (2 CPU cores)", "cpu": "full (2 CPU cores)", "gpu": "full (1 GPU)"}
 
-    The full column holds GPU times, so full-mode runs made on a CPU are refused: they would promise
-    students a speed that has nothing to do with their GPU. Returns the numbers ("01", ...) of the
-    lessons whose row changed.
+
+def column_of(run: Run) -> str | None:
+    """The lesson-table column a run's time belongs in: smoke, full on a CPU, full on a GPU; None for a
+    run with overridden parameters (its time is not the lesson's)."""
+    if run.mode == "smoke":
+        return COLUMNS["smoke"]
+    if run.mode == "full":
+        return COLUMNS["cpu" if not run.device or run.device.startswith("cpu") else "gpu"]
+    return None
+
+
+def record_in_readme(runs: list[Run], root: Path = config.REPO) -> list[str]:
+    """Write each successful run's time into the README lesson table's column for its mode: smoke, full
+    on a CPU (the CPU scale of ``cfg.pick``) or full on a GPU, found by the columns' headers. Returns the
+    numbers ("01", ...) of the lessons whose row changed.
     """
-    on_cpu = [r.lesson for r in runs if r.mode == "full" and (not r.device or r.device.startswith("cpu"))]
-    if on_cpu:
-        raise RuntimeError(f"the README's full column holds GPU times; {', '.join(on_cpu)} ran in full mode "
-                           "without a CUDA GPU (their times stay in build/executed/timings.md)")
-    recorded = [r for r in runs if r.status == "ok" and r.mode in ("smoke", "full")]
-    times = {r.lesson[:2]: (r.mode, f"{r.seconds:.0f} s") for r in recorded}
-    lines, updated = [], []
+    times = {r.lesson[:2]: (column_of(r), f"{r.seconds:.0f} s") for r in runs
+             if r.status == "ok" and column_of(r)}
+    lines, updated, header = [], [], None
     for line in readme.read_section("lesson-table", root).split("\n"):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[0] in times and len(cells) == 5:
-            mode, value = times[cells[0]]
-            cells[3 if mode == "smoke" else 4] = value
+        if header is None and cells[0] == "#":
+            header = cells
+            missing = [c for c in {column for column, _ in times.values()} if c not in header]
+            if missing:
+                raise RuntimeError(f"the README lesson table has no column {', '.join(missing)}")
+        elif header and cells[0] in times and len(cells) == len(header):
+            column, value = times[cells[0]]
+            cells[header.index(column)] = value
             line = "| " + " | ".join(cells) + " |"
             updated.append(cells[0])
         lines.append(line)

@@ -167,13 +167,16 @@ def test_execute_records_times_in_the_readme_lesson_table(tmp_path):
     assert [l for l in after.splitlines() if not l.startswith("| 01 |")] == \
            [l for l in before.splitlines() if not l.startswith("| 01 |")], "nothing else changes"
 
-    with pytest.raises(RuntimeError, match="GPU times; 03_vgg ran in full mode without"):
-        execute.record_in_readme([execute.Run("03_vgg", "full", 61.0, "ok", "cpu (16 cores)")], tmp_path)
+    cpu_full = [execute.Run("03_vgg", "full", 61.0, "ok", "cpu (2 cores)")]
+    assert execute.record_in_readme(cpu_full, tmp_path) == ["03"]
+    assert _row(readme.read_text(), "03").split(" | ")[4] == "61 s", "full mode on a CPU: the CPU column"
     gpu_runs = [execute.Run("03_vgg", "full", 61.0, "ok", "NVIDIA H100 80GB HBM3")]
     execute.write_timings(gpu_runs, tmp_path)
     assert execute.read_timings(tmp_path / "timings.csv") == gpu_runs
-    execute.record_in_readme(execute.read_timings(tmp_path / "timings.csv"), tmp_path)
-    assert _row(readme.read_text(), "03").endswith("| 61 s |")
+    gpu_runs[0].seconds = 75.0
+    execute.record_in_readme(gpu_runs, tmp_path)
+    row = _row(readme.read_text(), "03").split(" | ")
+    assert row[4:] == ["61 s", "75 s |"], "full mode on a GPU: the GPU column, the CPU time stays"
 
 
 def test_execute_parameter_overrides_are_literals_and_must_exist():
