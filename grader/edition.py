@@ -19,8 +19,8 @@ from . import config, leaks, readme
 FILES = Path(__file__).resolve().parent / "student_files"
 TEMPLATES = ("Makefile", "pyproject.toml")
 STAMP = ".student-edition"
-# Packages only the instructor's side uses (executing, testing); nbgrader stays: Validate needs it.
-INSTRUCTOR_ONLY = ("papermill", "pytest")
+# Packages only the instructor's side uses (executing, testing, autograding); nbgrader stays: Validate needs it.
+INSTRUCTOR_ONLY = ("papermill", "pytest", "psutil", "dask")
 DISABLED_LAB_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
                         "@jupyter/nbgrader:course-list")
 DISABLED_SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list")
