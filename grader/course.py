@@ -214,6 +214,8 @@ def autograde(folder: Path | str, lesson: str, root: Path | str = config.REPO, s
     root = Path(root)
     if lesson not in config.lessons(root):
         raise ValueError(f"unknown lesson {lesson!r}; choose one of: {', '.join(config.lessons(root))}")
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"submissions folder {folder} does not exist: pass a folder with one notebook, folder or zip per student")
     limits = (limits or default_limits(lesson, root, workers)).with_(smoke=smoke)
     if limits.sandbox:
         sandbox.require_bwrap()

@@ -37,15 +37,16 @@ class Limits:
 
 
 def smoke_seconds(lesson: str, root: Path | str = config.REPO) -> float | None:
-    """The lesson's smoke time from the README lesson table (``| 01 | ... | 25 s | ... |``), None if unmeasured."""
+    """The lesson's smoke time from the README lesson table (its ``smoke ...`` column), None if unmeasured."""
     try:
         table = readme.read_section("lesson-table", Path(root))
     except (OSError, ValueError):
         return None
-    for line in table.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 4 and cells[0] == lesson[:2]:
-            match = re.fullmatch(r"(\d+(?:\.\d+)?) s", cells[3])
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.strip().splitlines()]
+    column = next((i for i, name in enumerate(rows[0] if rows else []) if name.startswith("smoke")), None)
+    for cells in rows[1:]:
+        if column is not None and len(cells) > column and cells[0] == lesson[:2]:
+            match = re.fullmatch(r"(\d+(?:\.\d+)?) s", cells[column])
             return float(match.group(1)) if match else None
     return None
 

@@ -64,9 +64,12 @@ def parse(data: bytes) -> tuple[nbformat.NotebookNode | None, str]:
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         return None, "not a valid notebook: the JSON has no list of cells"
     try:
-        return nbformat.reads(json.dumps(raw), as_version=4), ""
+        nb = nbformat.reads(json.dumps(raw), as_version=4)
+        nbformat.validate(nb)
+        return nb, ""
     except Exception as err:  # noqa: BLE001: nbformat raises many kinds for a malformed notebook
-        return None, f"not a valid notebook: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        return None, f"not a valid notebook: {first}; download it again from JupyterLab (File > Download)"
 
 
 def wrong_lesson(nb, lesson: str, lessons: Lessons) -> str:

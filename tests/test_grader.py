@@ -7,7 +7,7 @@ import zipfile
 import pytest
 
 from demo_course import LESSON, build_demo
-from grader import config, course, notebooks, selfcheck
+from grader import config, course, notebooks, sandbox, selfcheck
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,7 @@ def test_selfcheck_catches_a_broken_ungraded_cell(tmp_path):
     assert any("raises AttributeError" in p for p in check.problems), check.problems
 
 
+@pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap is not installed (apt-get install bubblewrap)")
 def test_autograde_bad_submissions_are_reported_and_the_rest_graded(demo, tmp_path):
     released = config.lesson_notebook(LESSON, demo, config.RELEASE)
     subs = tmp_path / "subs"
@@ -133,6 +134,18 @@ def test_autograde_bad_submissions_are_reported_and_the_rest_graded(demo, tmp_pa
     html = (demo / "grader" / "feedback" / "alice" / LESSON / f"{LESSON}.html").read_text()
     assert "random.sample" not in html and "HIDDEN TESTS" not in html
     assert "double" in html
+
+
+def test_autograde_budget_defaults_to_the_lesson_smoke_time(tmp_path):
+    from grader import limits
+
+    (tmp_path / "README.md").write_text("<!-- lesson-table:start -->\n| # | lesson | smoke (2 CPU cores) | full |\n"
+                                        "|---|---|---:|---:|\n| 01 | a | 25 s | 90 s |\n| 02 | b | not measured | 1 s |\n"
+                                        "<!-- lesson-table:end -->\n")
+    assert limits.default_budget("01_a", tmp_path) == 25 * 5 + 60
+    assert limits.default_budget("02_b", tmp_path) == limits.BUDGET_UNMEASURED_S + 60
+    assert limits.default_budget("03_c", tmp_path) == limits.BUDGET_UNMEASURED_S + 60
+    assert limits.threads_per_kernel(10**6) == 1 and limits.threads_per_kernel(0) == 1
 
 
 def test_unknown_lesson_is_a_clear_error(demo, tmp_path):
@@ -200,3 +213,39 @@ def test_readme_sections_round_trip_and_missing_markers_are_named(tmp_path):
     assert (tmp_path / "README.md").read_text() == "intro\n<!-- s:start -->\nnew\n<!-- s:end -->\noutro\n"
     with pytest.raises(ValueError, match="no <!-- other:start --> ... <!-- other:end --> section"):
         readme.read_section("other", tmp_path)
+
+
+def test_preflight_and_scrub_without_a_kernel(demo, tmp_path):
+    """The checks before grading and the feedback scrub are pure functions: tested here even without bwrap."""
+    from grader import preflight, scrub
+
+    released = notebooks.read(config.lesson_notebook(LESSON, demo, config.RELEASE))
+    lessons = preflight.Lessons({LESSON: "Demo lesson", "05_resnet": "ResNet"})
+    text = json.dumps(released, indent=1)
+    broken = preflight.check(text[:100].encode(), LESSON, released, lessons)
+    assert broken.notebook is None and broken.note.startswith("not a valid notebook: JSON error at line")
+    odd = preflight.check((text[:100] + "," + text[100:]).encode(), LESSON, released, lessons)  # JSON, not a notebook
+    assert odd.notebook is None and odd.note.startswith("not a valid notebook: ")
+    other = json.loads(text)
+    for cell in other["cells"]:
+        if "nbgrader" in cell["metadata"]:
+            cell["metadata"]["nbgrader"]["grade_id"] = cell["metadata"]["nbgrader"]["grade_id"].replace("l00_", "l05_")
+    wrong = preflight.check(json.dumps(other).encode(), LESSON, released, lessons)
+    assert wrong.notebook is None and "this is Lesson 05's notebook (05_resnet), not 00_demo" in wrong.note
+    stripped = json.loads(text)
+    for cell in stripped["cells"]:
+        cell["metadata"].pop("nbgrader", None)
+    fixed = preflight.check(json.dumps(stripped).encode(), LESSON, released, lessons)
+    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in fixed.notebook.cells] == \
+        [c.metadata.get("nbgrader", {}).get("grade_id") for c in released.cells]
+
+    with zipfile.ZipFile(tmp_path / "slip.zip", "w") as z:
+        z.writestr("/etc/x.ipynb", "{}")
+    assert "points outside the archive" in course._unzip(tmp_path / "slip.zip", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+    source = notebooks.read(config.lesson_notebook(LESSON, demo))
+    secrets = scrub.secret_lines(source, released)
+    assert "for n in random.sample(range(1000), 5):" in secrets and "Because 2 x 2 = 4." in secrets
+    printed = "ok: double(3)\n    for n in random.sample(range(1000), 5):\nBecause 2 x 2 = 4.\n"
+    assert scrub.scrub_text(printed, secrets) == f"ok: double(3)\n{scrub.HIDDEN}\n{scrub.HIDDEN}\n"
