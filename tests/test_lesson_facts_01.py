@@ -180,3 +180,50 @@ def test_small_stacks_in_exercise_six():
     assert stack([(11, 4, 1), (3, 2, 1)]) == (19, 8)
     assert stack([(7, 2, 1), (3, 2, 1)]) == (11, 4)
     assert math.prod([4, 2]) == stack([(11, 4, 1), (3, 2, 1)])[1]
+
+
+# ------------------------------------------------------------------------------------------ corrections (issue 12)
+def test_same_padding_even_kernel_pads_right_and_bottom_and_refuses_stride_2():
+    x = torch.randn(1, 1, 7, 7)
+    same = nn.Conv2d(1, 1, 4, padding="same", bias=False)
+    explicit = nn.Conv2d(1, 1, 4, bias=False)
+    explicit.load_state_dict(same.state_dict())
+    with torch.no_grad():
+        y = same(x)
+        assert y.shape[-2:] == (7, 7)
+        assert torch.allclose(explicit(nn.functional.pad(x, (1, 2, 1, 2))), y)
+        assert not torch.allclose(explicit(nn.functional.pad(x, (2, 1, 2, 1))), y)
+    with pytest.raises(ValueError, match="strided"):
+        nn.Conv2d(1, 1, 3, stride=2, padding="same")
+
+
+def test_multichannel_output_value_is_a_sum_over_input_channels():
+    demo = nn.Conv2d(3, 2, 3)
+    x = torch.randn(1, 3, 5, 5)
+    with torch.no_grad():
+        y = demo(x)
+        by_hand = sum((demo.weight[0, c] * x[0, c, 1:4, 2:5]).sum() for c in range(3)) + demo.bias[0]
+    assert tuple(demo.weight.shape) == (2, 3, 3, 3) and tuple(y.shape[1:]) == (2, 3, 3)
+    assert torch.allclose(by_hand, y[0, 0, 1, 2], atol=1e-5)
+
+
+def test_resnet18_saved_for_backward_is_not_the_per_layer_table():
+    model = torchvision.models.resnet18(weights=None).train()
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in weights:
+            storages[ptr] = max(storages.get(ptr, 0), t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(torch.randn(1, 3, 224, 224))
+    saved = sum(storages.values())
+    table = arithmetic.summary(build("resnet18"), (3, 224, 224))
+    every, no_inplace = table.activation_memory_bytes(), table.activation_memory_bytes(exclude_inplace=True)
+    assert round(saved / 2**20, 1) == 21.2 and round(every / 2**20, 1) == 28.5
+    assert no_inplace < saved < every  # not every output is stored; pooling indices are stored on top
+    pool = [r for r in table if r.layer_type == "MaxPool2d"]
+    assert round(8 * sum(r.activations for r in pool) / 2**20, 1) == 1.5
