@@ -218,7 +218,7 @@ def autograde(folder: Path | str, lesson: str, root: Path | str = config.REPO, s
         raise FileNotFoundError(f"submissions folder {folder} does not exist: pass a folder with one notebook, folder or zip per student")
     limits = (limits or default_limits(lesson, root, workers)).with_(smoke=smoke)
     if limits.sandbox:
-        sandbox.require_bwrap()
+        sandbox.check()
     ensure_in_gradebook(lesson, root)
     shared = template(lesson, root)
     results, jobs = _prepare(folder, lesson, root, shared, limits)

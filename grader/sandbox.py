@@ -31,7 +31,7 @@ INSTALL_HINT = ("bubblewrap (bwrap) is not installed, so student code cannot be 
 
 # Files of /etc a Python kernel needs; /etc as a whole is not shown (it holds shadow, keys, ...).
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "localtime",
-             "fonts", "ssl", "ca-certificates", "mime.types", "matplotlibrc", "alternatives")
+             "fonts", "mime.types", "matplotlibrc", "alternatives")
 NOBODY = 65534
 TMP_BYTES = 512 << 20  # the sandbox's private /tmp is memory: bounded
 
@@ -52,6 +52,18 @@ def require_bwrap() -> str:
     return path
 
 
+def check() -> None:
+    """Start one empty sandbox; a SandboxError with bwrap's own message when this machine cannot
+    (bwrap missing, or unprivileged user namespaces turned off, e.g. by AppArmor on Ubuntu 24.04)."""
+    with tempfile.TemporaryDirectory(prefix="sandbox-check-") as scratch:
+        cmd = bwrap_command([sys.executable, "-c", "pass"], scratch, [scratch], {"PATH": "/usr/bin"}, 1 << 30)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise SandboxError(f"bubblewrap cannot start a sandbox here: {done.stderr.strip() or done.returncode}. "
+                           "Allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or "
+                           "an AppArmor profile for bwrap), or pass --no-sandbox (trusted submissions only).")
+
+
 def _interpreter_roots() -> list[str]:
     """Folders the kernel's interpreter needs: the venv and the real Python it links to."""
     roots = {str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve()),
@@ -59,12 +71,16 @@ def _interpreter_roots() -> list[str]:
     return sorted(r for r in roots if not r.startswith("/usr"))
 
 
+def data_dir() -> str | None:
+    """The course data folder the grader sees (as :func:`utils.data.data_root` finds it), if it exists."""
+    chosen = os.environ.get("COURSE_DATA_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cnn-course", "data")
+    return str(Path(chosen).resolve()) if Path(chosen).is_dir() else None
+
+
 def _readonly_paths() -> list[str]:
     paths = ["/usr"] + _interpreter_roots() + [str(config.REPO / "utils")]
-    data = os.environ.get("COURSE_DATA_DIR")
-    if data and Path(data).is_dir():
-        paths.append(str(Path(data).resolve()))
-    return paths
+    return paths + ([data_dir()] if data_dir() else [])
 
 
 def bwrap_command(kernel_cmd: list[str], scratch: str, writable: list[str], env: dict[str, str],
@@ -96,9 +112,10 @@ def kernel_env(home: str, threads: int, smoke: bool) -> dict[str, str]:
            "COURSE_QUIET": "1", "LANG": "C.UTF-8", "PYTHONNOUSERSITE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_NUM_THREADS"):
         env[key] = str(threads)
-    for key in ("COURSE_DATA_DIR", "COURSE_DEVICE", "COURSE_DATA_MIRROR"):
-        if os.environ.get(key):
-            env[key] = os.environ[key]
+    if data_dir():
+        env["COURSE_DATA_DIR"] = data_dir()
+    if os.environ.get("COURSE_DEVICE"):
+        env["COURSE_DEVICE"] = os.environ["COURSE_DEVICE"]
     return env
 
 
@@ -148,13 +165,11 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self._dir = tempfile.mkdtemp(prefix="kernel-")
-        os.chmod(self._dir, 0o755)
+        self._dir = tempfile.mkdtemp(prefix="kernel-")  # 0700: the sandbox's user is this user, mapped
         self._sock = os.path.join(self._dir, "sock")
         self._home = os.path.join(self._dir, "home")
         for path in (self._sock, self._home):
-            os.makedirs(path)
-            os.chmod(path, 0o777)
+            os.makedirs(path, mode=0o700)
         self.transport = "ipc"
         self.ip = os.path.join(self._sock, "kernel")
         self.connection_file = os.path.join(self._sock, "kernel.json")
@@ -165,8 +180,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         if not self.sandbox:
             return cmd
         scratch = str(Path(self._launch_args.get("cwd") or self._home).resolve())
-        if os.path.isdir(scratch):
-            os.chmod(scratch, 0o777)
         env = kernel_env(self._home, self.threads, bool(self.smoke))
         return bwrap_command(cmd, scratch, [self._sock, self._home, scratch], env, self.memory_bytes)
 

@@ -6,17 +6,20 @@ autograde both through nbgrader, and require full marks for the first and zero o
 every autograded test cell for the second, whose first failure must be the stub's
 ``NotImplementedError`` (not, say, a NameError from a broken lesson). Then the lesson's cheat suite
 (``tests/cheats/lNN.py``, see :mod:`grader.cheats`) is graded the same way, and every cheat must score 0
-on the test it targets.
+on the test it targets. Kernels run as students' do (:mod:`grader.sandbox`: in bubblewrap when it is
+installed, within the default memory bound), with generous time limits.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cheats, config, course, notebooks
+from . import cheats, config, course, notebooks, sandbox, workers
+from .limits import Limits
 
 
 @dataclass
@@ -44,7 +47,7 @@ def check_lesson(lesson: str, root: Path | str = config.REPO) -> LessonCheck:
     with tempfile.TemporaryDirectory(prefix=f"selfcheck-{lesson}-") as tmp:
         tmp = Path(tmp)
         shutil.copytree(Path(root) / config.SOURCE / lesson, tmp / config.SOURCE / lesson)
-        api = course.make_api(tmp)
+        api = course.make_api(tmp, workers.execute_config(_limits()))
         outcome = api.generate_assignment(lesson, force=True)
         if not outcome.get("success"):
             result.problems.append(f"release failed: {outcome.get('error')}")
@@ -66,6 +69,13 @@ def check_lesson(lesson: str, root: Path | str = config.REPO) -> LessonCheck:
         _check_cheats(api, tmp, lesson, source, result)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _limits() -> Limits:
+    """Grading as students are graded (in the sandbox, when bwrap is here, with the default memory bound),
+    but with time to spare: the self-check judges the tests, not the lesson's speed on a busy machine."""
+    return Limits(cell_timeout_s=config.CELL_TIMEOUT_S, budget_s=4 * 3600, threads=os.cpu_count() or 1,
+                  sandbox=sandbox.bwrap_path() is not None)
 
 
 def _check_release_text(released: Path, result: LessonCheck) -> None:
