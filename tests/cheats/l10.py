@@ -104,6 +104,19 @@ def recommend_strategy(n_per_class, similarity):
     return s, (f"{n_per_class} images per class (small or large against {SMALL_LIMIT}), {similarity} data: "
                f"use {s}, so as not to overfit, to stay generic, to adapt, or to retrain every layer.")
 '''),
+    Cheat("recommend_strategy", "the right size class, but every strategy's key word listed", '''
+SMALL_LIMIT = 100
+
+
+def recommend_strategy(n_per_class, similarity):
+    if similarity not in ("similar", "dissimilar") or n_per_class < 1:
+        raise ValueError("bad input")
+    small = n_per_class < SMALL_LIMIT
+    s = {(True, "similar"): "probe", (True, "dissimilar"): "probe_early",
+         (False, "similar"): "top", (False, "dissimilar"): "all"}[(small, similarity)]
+    size = "small" if small else "large"
+    return s, f"{n_per_class} is {size} vs {SMALL_LIMIT}, {similarity}: {s} (overfit, generic, adapt, every layer)"
+'''),
     Cheat("recommend_strategy", "moves the limit (SMALL_LIMIT redefined to 50) so the visible cases still pass", '''
 SMALL_LIMIT = 50
 _WHY = {"probe": "training more parameters would overfit", "probe_early": "an earlier stage is more generic",
