@@ -74,6 +74,8 @@ def ensure_in_gradebook(lesson: str, root: Path) -> None:
     """Autograding needs the lesson's cells in the gradebook; record them without touching ``lessons/``."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    nbapi.put_venv_on_path()  # a new gradebook runs alembic
+    (root / config.WORK).mkdir(parents=True, exist_ok=True)
     with Gradebook(_db_url(root)) as gb:
         try:
             gb.find_assignment(lesson)
