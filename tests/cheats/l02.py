@@ -142,7 +142,9 @@ def receptive_fields(plan):
     out, jump = [], 1
     for layer in plan:
         jump *= layer.stride if layer.kind != "lrn" else 1
-        out.append((7 if layer.kind == "conv" and not out else 999, jump))
+        out.append((999, jump))
+    if plan == ZFNET_PLAN:
+        out[0] = (7, 2)
     return out
 '''),
     Cheat("make_optimizer", "delegates to utils.train's optimizer builder", '''
