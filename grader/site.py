@@ -42,7 +42,8 @@ class Run:
 
     def describe(self) -> str:
         on = f" on {self.device}" if self.device else ""
-        return f"{self.mode} mode, {self.date}{on} ({self.path})"
+        failed = ", STOPPED WITH AN ERROR" if self.failed else ""
+        return f"{self.mode} mode, {self.date}{on}{failed} ({self.path})"
 
 
 @dataclass

@@ -191,6 +191,18 @@ def test_make_check_names_an_unknown_lesson(demo_edition):
     assert result.returncode != 0 and "no lesson matches LESSON=99" in result.stdout
 
 
+def test_make_lab_opens_the_lessons_with_the_editions_jupyter_config(ed, tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    fake = venv / "bin" / "jupyter"
+    fake.write_text('#!/bin/sh\necho "config=$JUPYTER_CONFIG_DIR args=$*"\n')
+    fake.chmod(0o755)
+    (venv / ".installed").touch()
+    result = subprocess.run(["make", "-s", "-C", str(ed), f"VENV={venv}", "lab"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.strip() == f"config={ed / 'jupyter_config'} args=lab lessons/", result.stdout + result.stderr
+
+
 def _dry_setup(folder: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["make", "-n", "-C", str(folder), "setup", f"VENV={tmp_path / 'venv'}", *args],
                           capture_output=True, text=True, timeout=60)
