@@ -90,3 +90,17 @@ def test_fashion_mnist_splits():
     assert len(train) == 60_000 and len(test) == 10_000
     assert torch.bincount(torch.as_tensor(train.targets)).tolist() == [6000] * 10   # UNLABELED_PER_CLASS = 6000
     assert torch.bincount(torch.as_tensor(test.targets)).tolist() == [1000] * 10    # TEST_PER_CLASS = 1000
+
+
+def test_equal_steps_whatever_the_label_count():
+    """The lesson fills every fine-tuning epoch to exactly FT_EPOCH_SIZE images (whole copies of the labelled set
+    plus a sample of it), so 10, 50 and 200 labels per class take the same number of steps; repeating the set
+    ceil(FT_EPOCH_SIZE / n) times, as an earlier version did, gave 16, 19 and 31 steps per epoch."""
+    for epoch_size, batch in ((2048, 128), (512, 64)):
+        for per_class in (10, 50, 200):
+            n = 10 * per_class
+            copies, extra = divmod(epoch_size, n)
+            assert copies * n + extra == epoch_size
+            assert (copies * n + extra) // batch == epoch_size // batch
+    old = [(-(-2048 // (10 * k))) * 10 * k // 128 for k in (10, 50, 200)]
+    assert old == [16, 19, 31]
