@@ -4,6 +4,7 @@ The lesson computes its figures in the notebook; these tests pin the ones its wr
 solutions and its markdown state outright, with networks built here from plain ``nn`` layers (not
 from the lesson's exercises), so that a torch/torchvision change that moves them is caught.
 """
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -120,3 +121,51 @@ def test_sgd_weight_decay_enters_before_momentum():
         expected -= 0.01 * v
         opt.step()
     assert w.item() == pytest.approx(expected, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ issue 12 additions
+def test_sgd_paper_form_differs_from_torch_at_a_learning_rate_drop():
+    """Paper: v <- 0.9 v - lr g, w <- w + v. torch: v <- 0.9 v + g, w <- w - lr v. Same until lr changes."""
+    lrs = [0.01] * 40 + [0.001] * 80
+    w = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=lrs[0], momentum=0.9)
+    torch_steps, paper_steps, v = [], [], 0.0
+    for lr in lrs:
+        opt.param_groups[0]["lr"] = lr
+        before = w.item()
+        w.grad = torch.ones(1)
+        opt.step()
+        torch_steps.append(abs(w.item() - before))
+        v = 0.9 * v - lr
+        paper_steps.append(abs(v))
+    assert np.allclose(paper_steps[:40], torch_steps[:40], rtol=1e-4)
+    assert round(torch_steps[40] / torch_steps[39], 2) == 0.10
+    assert round(paper_steps[40] / paper_steps[39], 2) == 0.91
+    assert next(i - 40 for i in range(40, 120) if paper_steps[i] < 1.1 * torch_steps[i]) == 42
+
+
+def _apparent_period(period, kernel, stride, length=1024):
+    x = torch.arange(length, dtype=torch.float64)
+    taps = torch.arange(kernel, dtype=torch.float64)
+    response = nn.functional.conv1d(torch.cos(2 * np.pi * x / period)[None, None],
+                                    torch.cos(2 * np.pi * taps / period)[None, None], stride=stride)[0, 0]
+    spectrum = torch.fft.rfft(response - response.mean()).abs()
+    return stride * len(response) / spectrum.argmax().item()
+
+
+@pytest.mark.parametrize("kernel, stride, aliased", [(11, 4, [3, 5, 6]), (7, 2, [3])])
+def test_stride_decides_which_periods_alias(kernel, stride, aliased):
+    """Nyquist: sampling every s px represents periods > 2s only; period 3 aliases at stride 2 too."""
+    got = [p for p in (3, 5, 6, 10) if abs(_apparent_period(p, kernel, stride) - p) > 0.25]
+    assert got == aliased == [p for p in (3, 5, 6, 10) if p <= 2 * stride]
+
+
+def test_zfnet_pools_before_normalising_same_sizes():
+    """conv -> pool -> LRN (ZFNet's order) keeps the 110-55-26-13 sizes: LRN keeps the size either way."""
+    net = nn.Sequential(nn.Conv2d(3, 96, 7, 2, 1), nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.LocalResponseNorm(5),
+                        nn.Conv2d(96, 256, 5, 2), nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.LocalResponseNorm(5))
+    x, sides = torch.empty(1, 3, 224, 224, device=META), []
+    for layer in net.to(META):
+        x = layer(x)
+        sides.append(x.shape[-1])
+    assert sides == [110, 110, 55, 55, 26, 26, 13, 13]
