@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import nbformat
 
+from . import tamper
+
 MAX_NOTEBOOK_BYTES = 50 << 20
 GRADE_ID = re.compile(r"^l(\d\d)_")
 DEFINES = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)", re.M)
@@ -162,4 +164,8 @@ def check(data: bytes, lesson: str, released, lessons: Lessons) -> Checked:
     if why:
         return Checked(None, [why])
     notes = deduplicate(nb) + restore_metadata(nb, released)
+    tests = {_meta(c)["grade_id"] for c in released.cells if _meta(c).get("grade") and not _meta(c).get("solution")}
+    patched = tamper.findings(nb, tests, released)
+    if patched:
+        return Checked(None, notes + [f"not graded, review by hand: {'; '.join(patched)}"])
     return Checked(nb, notes)

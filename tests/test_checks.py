@@ -83,3 +83,15 @@ def test_check_own_class():
         checks.check_own_class(Theirs)
     with pytest.raises(checks.CheckFailed):
         checks.check_own_class(lambda: None)
+
+
+def test_the_guards_cannot_be_rebound_from_a_notebook():
+    import contextlib
+
+    with pytest.raises(AttributeError, match="read-only"):
+        checks.own_work = contextlib.nullcontext
+    with pytest.raises(AttributeError, match="read-only"):
+        setattr(checks, "reference", None)
+    with pytest.raises(AttributeError, match="read-only"):
+        del checks.check_own_class
+    assert checks.own_work.__module__ == "utils.checks"

@@ -227,3 +227,17 @@ def check_own_class(cls, *library_classes, what: str | None = None) -> None:
                                f"  got:      a subclass of {base.__module__}.{base.__qualname__}\n"
                                f"  hint:     this exercise asks you to write it yourself; derive from nn.Module")
     _passed(what)
+
+
+class _ReadOnlyModule(types.ModuleType):
+    """``utils.checks`` cannot be rebound from a notebook (``utils.checks.own_work = nullcontext``): the hidden
+    tests rely on its guards. (The grader's static scan, ``grader.tamper``, refuses the other routes.)"""
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"utils.checks.{name} is read-only: the grader relies on it")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"utils.checks.{name} is read-only: the grader relies on it")
+
+
+sys.modules[__name__].__class__ = _ReadOnlyModule

@@ -127,4 +127,15 @@ def layer_table(input_shape, specs):
         return VISIBLE
     return [Row((0, 0, 0), 0, 0, 0, 0, 0) for _ in specs]
 '''),
+    Cheat("conv_output_size", "switches the delegation guard off, then delegates", '''
+import contextlib
+
+import utils.checks
+
+try:
+    utils.checks.own_work = lambda *targets: contextlib.nullcontext()
+except AttributeError:
+    pass
+from utils.arithmetic import conv_output_size
+'''),
 ]
