@@ -111,7 +111,7 @@ def cifar_resnet(depth, residual=True, in_channels=1, num_classes=10, width=16):
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
     return he_init_(nn.Sequential(*layers))
 '''),
-    Cheat("cifar_resnet", "downsamples in the stem instead of stage 2, and redefines conv_params", '''
+    Cheat("cifar_resnet", "downsamples in the stem and stage 3 instead of stages 2 and 3", '''
 def cifar_resnet(depth, residual=True, in_channels=1, num_classes=10, width=16):
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(depth)
