@@ -126,3 +126,61 @@ def test_three_3x3_versus_7x7():
     single = arithmetic.conv_params(c, c, 7)
     assert round(100 * (1 - stack / single)) == 45
     assert round(27 / 49, 3) == 0.551
+
+
+# ------------------------------------------------------------------------------------------ issue 12 additions
+def test_most_expensive_layer_is_a_six_way_tie(vgg16_summary):
+    convs = [r for r in vgg16_summary if r.layer_type == "Conv2d"]
+    top = max(r.macs for r in convs)
+    names = [f"conv{b}_{i}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for i in range(1, n + 1)]
+    tied = [name for name, r in zip(names, convs) if r.macs == top]
+    assert tied == ["conv1_2", "conv2_2", "conv3_2", "conv3_3", "conv4_2", "conv4_3"]
+    assert round(top / 1e9, 2) == 1.85
+
+
+def test_file_size_is_close_to_but_not_params_times_4():
+    gaps = []
+    for name in ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]:
+        meta = torchvision.models.get_model_weights(name).IMAGENET1K_V1.meta
+        gaps.append(abs(meta["_file_size"] / (4 * meta["num_params"] / 2**20) - 1))
+    assert 0 < max(gaps) < 1e-4
+
+
+def _dense(model):
+    layers, first = [model.features], True
+    for module in model.classifier:
+        if not isinstance(module, nn.Linear):
+            layers.append(module)
+            continue
+        k = 7 if first else 1
+        c = module.in_features // (k * k)
+        conv = nn.Conv2d(c, module.out_features, k, device=module.weight.device)
+        conv.weight = nn.Parameter(module.weight.detach().reshape(module.out_features, c, k, k))
+        conv.bias = nn.Parameter(module.bias.detach())
+        layers.append(conv)
+        first = False
+    return nn.Sequential(*layers)
+
+
+def test_fc_layers_as_convolutions_give_a_class_map():
+    model = torchvision.models.VGG(torchvision.models.vgg.make_layers([4, "M", 4, "M", 4, "M", 4, "M", 512, "M"]),
+                                   num_classes=7, init_weights=False).eval()
+    dense = _dense(model).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(dense(x).flatten(1), model(x), atol=1e-4, rtol=1e-4)
+        big = torch.randn(1, 3, 288, 288)
+        out, f = dense(big), model.features(big)
+        assert out.shape == (1, 7, 3, 3)
+        torch.testing.assert_close(out[:, :, 2, 1], model.classifier(f[:, :, 2:9, 1:8].flatten(1)), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("size, grid, dense_gmacs, ratio", [(256, 2, 20.5, 3.0), (384, 6, 49.6, 11.2)])
+def test_dense_evaluation_cost(size, grid, dense_gmacs, ratio):
+    with torch.device("meta"):
+        dense = _dense(torchvision.models.vgg16(weights=None))
+        crop = arithmetic.summary(torchvision.models.vgg16(weights=None), (3, 224, 224)).total_macs
+    cost = arithmetic.summary(dense, (3, size, size)).total_macs
+    assert (size // 32 - 6) == grid
+    assert round(cost / 1e9, 1) == dense_gmacs
+    assert round(grid * grid * crop / cost, 1) == ratio

@@ -238,4 +238,66 @@ def feature_activation_bytes(cfg, image_size=224, bytes_per_value=4, relu_separa
             values += channels * size * size * (2 if relu_separate else 1)
     return values * (2 if bytes_per_value == 2 else 4)
 '''),
+    Cheat("fully_convolutional", "keeps the adaptive pooling: one prediction whatever the input size", '''
+def fully_convolutional(model):
+    layers, first = [model.features, model.avgpool], True
+    for module in model.classifier:
+        if not isinstance(module, nn.Linear):
+            layers.append(module)
+            continue
+        kernel = 7 if first else 1
+        c = module.in_features // (kernel * kernel)
+        conv = nn.Conv2d(c, module.out_features, kernel, device="meta")
+        conv.weight = nn.Parameter(module.weight.detach().reshape(module.out_features, c, kernel, kernel))
+        conv.bias = nn.Parameter(module.bias.detach())
+        layers.append(conv)
+        first = False
+    return nn.Sequential(*layers)
+'''),
+    Cheat("fully_convolutional", "slides the original classifier over 7x7 windows with unfold (no conversion)", '''
+class _Sliding(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.features, self.head = model.features, model.classifier
+
+    def forward(self, x):
+        f = self.features(x)
+        patches = f.unfold(2, 7, 1).unfold(3, 7, 1)                  # N, C, H', W', 7, 7
+        n, c, h, w = patches.shape[:4]
+        flat = patches.permute(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * 49)
+        return self.head(flat).reshape(n, h, w, -1).permute(0, 3, 1, 2)
+
+
+def fully_convolutional(model):
+    return nn.Sequential(_Sliding(model))
+'''),
+    Cheat("fully_convolutional", "reshapes fc6's weight as (out, 7, 7, C): the wrong flatten order", '''
+def fully_convolutional(model):
+    layers, first = [model.features], True
+    for module in model.classifier:
+        if not isinstance(module, nn.Linear):
+            layers.append(module)
+            continue
+        kernel = 7 if first else 1
+        c = module.in_features // (kernel * kernel)
+        conv = nn.Conv2d(c, module.out_features, kernel, device="meta")
+        weight = module.weight.detach().reshape(module.out_features, kernel, kernel, c).permute(0, 3, 1, 2)
+        conv.weight = nn.Parameter(weight.contiguous())
+        conv.bias = nn.Parameter(module.bias.detach())
+        layers.append(conv)
+        first = False
+    return nn.Sequential(*layers)
+'''),
+    Cheat("fully_convolutional", "hard-codes VGG16's widths (512 channels, 4096 hidden units)", '''
+def fully_convolutional(model):
+    linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    shapes = [(4096, 512, 7), (4096, 4096, 1), (linears[-1].out_features, 4096, 1)]
+    layers = [model.features]
+    for fc, (out, c, k) in zip(linears, shapes):
+        conv = nn.Conv2d(c, out, k, device="meta")
+        conv.weight = nn.Parameter(fc.weight.detach().reshape(out, c, k, k))
+        conv.bias = nn.Parameter(fc.bias.detach())
+        layers += [conv, nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers[:-1])
+'''),
 ]
