@@ -116,3 +116,26 @@ def test_resnet50_backbone_size():
     with torch.device("meta"):
         net = torchvision.models.resnet50(weights=None)
     assert round((count(net) - count(net.fc)) / 1e6, 1) == 23.5
+
+
+def test_fc6_share_of_resnet50_fpn_faster_rcnn():
+    with torch.device("meta"):
+        net = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    fc6 = count(net.roi_heads.box_head.fc6)
+    assert fc6 == 12544 * 1024 + 1024
+    assert 0.30 < fc6 / count(net) < 0.32          # "31% of the detector" on ResNet-50 + FPN
+
+
+def test_class_sorted_batches_leave_out_between_class_variance():
+    """The lesson's toy channel: batch variances of class-sorted batches miss the variance between class means."""
+    labels = torch.arange(10).repeat_interleave(64)
+    x = (labels == 0).float() * 3 + 0.5 * torch.randn(640, generator=torch.Generator().manual_seed(0))
+    shuffled = x[torch.randperm(640, generator=torch.Generator().manual_seed(0))]
+    sorted_mean = torch.stack([b.var() for b in x.split(64)]).mean()
+    shuffled_mean = torch.stack([b.var() for b in shuffled.split(64)]).mean()
+    assert sorted_mean < 0.4 * x.var() and abs(shuffled_mean / x.var() - 1) < 0.1
+
+
+def test_cifar10_is_not_imagenet_and_imagenette_is():
+    assert "not drawn from ImageNet" in dataset_spec("cifar10").source
+    assert "training set" in dataset_spec("imagenette-160").source
