@@ -139,3 +139,23 @@ def test_timm_inception_v4_and_resnet_v2():
     assert n_params(irv2.repeat[0]) == 123_168                   # Inception-ResNet-A (Block35), 320 channels
     assert n_params(v4.features[6]) == 317_632                   # Inception-v4 Inception-A, 384 channels
     assert [irv2.repeat[0].scale, irv2.repeat_1[0].scale, irv2.repeat_2[0].scale] == [0.17, 0.10, 0.20]
+
+
+def test_alexnet_over_googlenet_is_about_nine_not_twelve():
+    """The paper's "12 times fewer parameters than AlexNet": no GoogLeNet count gives it (issue 12)."""
+    with torch.device("meta"):
+        alexnet = n_params(torchvision.models.alexnet(weights=None))
+    no_aux = meta_googlenet(aux_logits=False)
+    assert alexnet == 61_100_840
+    assert round(alexnet / n_params(no_aux), 1) == 9.2
+    assert round(alexnet / 6_797_700, 1) == 9.0
+    assert round(alexnet / (n_params(no_aux) - n_params(no_aux.fc)), 1) == 10.9
+    assert alexnet / 12 < n_params(no_aux) - n_params(no_aux.fc)
+
+
+def test_mixed_6a_and_block35_widths_drawn():
+    with torch.device("meta"):
+        v3 = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+        block35 = timm.create_model("inception_resnet_v2", pretrained=False).repeat[0]
+    assert v3.Mixed_6a.branch3x3.conv.out_channels + v3.Mixed_6a.branch3x3dbl_3.conv.out_channels + 288 == 768
+    assert abs(block35.scale - 0.17) < 1e-9 and block35.conv2d.in_channels == 128
