@@ -57,8 +57,29 @@ def test_stratified_subsets_are_nested():
     assert small < large
 
 
-def test_worked_noise_numbers():
-    assert math.isclose(math.sqrt(0.8 * 0.2 / 400), 0.02)                      # "about 2 points at a = 0.8, n = 400"
-    noise = math.sqrt(0.9 * 0.1 / 400 + 0.7 * 0.3 / 400)
-    assert round(100 * noise, 1) == 2.7                                        # "noise 2.7 points"
-    assert round(math.erf(2 / math.sqrt(2)), 3) == 0.954                       # z = 2: "roughly a 95% test"
+def _mcnemar_exact(b, c):
+    n = b + c
+    return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n)
+
+
+def test_worked_mcnemar_numbers():
+    """The p-values the verdict exercise quotes, and scipy's exact binomial test agreeing with the formula."""
+    assert _mcnemar_exact(10, 0) == 2 / 1024
+    assert round(_mcnemar_exact(6, 4), 2) == 0.75
+    assert _mcnemar_exact(8, 1) == 20 / 512 and round(20 / 512, 3) == 0.039
+    assert _mcnemar_exact(7, 1) == 18 / 256 and round(18 / 256, 2) == 0.07
+    assert round(_mcnemar_exact(13, 4), 3) == 0.049
+    chi2_cc = (abs(13 - 4) - 1) ** 2 / 17                                      # continuity-corrected chi-square
+    assert round(math.erfc(math.sqrt(chi2_cc / 2)), 3) == 0.052
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for b, c in [(10, 0), (6, 4), (8, 1), (13, 4), (40, 61), (0, 0)]:
+        if b + c:
+            assert math.isclose(scipy_stats.binomtest(b, b + c, 0.5).pvalue, _mcnemar_exact(b, c), rel_tol=1e-9)
+
+
+def test_cifar10_is_not_from_imagenet():
+    spec = DATASETS["cifar10"]
+    assert spec.counts == {"train": 50000, "test": 10000}
+    assert spec.classes[:4] == ["airplane", "automobile", "bird", "cat"]        # the lesson keeps the first four
+    assert "not drawn from ImageNet" in spec.source
+    assert "ImageNet" in DATASETS["imagenette-160"].source

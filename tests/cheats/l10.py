@@ -66,20 +66,69 @@ def results_table(records):
         cells.setdefault((r["n_per_class"], r["similarity"]), {}).setdefault(r["strategy"], []).append(r["acc"])
     return {cell: {s: float(statistics.fmean(a)) for s, a in by.items()} for cell, by in cells.items()}
 '''),
-    Cheat("verdict", "ignores z (always 2)", '''
-def verdict(a, b, n_val, seed_std=0.0, z=2.0):
-    if n_val < 1:
-        raise ValueError("n_val")
-    noise = math.sqrt(a * (1 - a) / n_val + b * (1 - b) / n_val + 2 * seed_std ** 2)
-    return "supported" if a - b > 2 * noise else "contradicted" if a - b < -2 * noise else "inconclusive"
+    Cheat("verdict", "ignores alpha (always 0.05)", '''
+def verdict(correct_a, correct_b, alpha=0.05):
+    a, b_ = [bool(v) for v in list(correct_a)], [bool(v) for v in list(correct_b)]
+    if len(a) != len(b_) or not a or not 0 < alpha < 1:
+        raise ValueError("bad input")
+    b = sum(x and not y for x, y in zip(a, b_))
+    c = sum(y and not x for x, y in zip(a, b_))
+    if b + c == 0:
+        return "inconclusive"
+    p = min(1.0, 2 * sum(math.comb(b + c, k) for k in range(min(b, c) + 1)) / 2 ** (b + c))
+    return ("supported" if b > c else "contradicted") if p < 0.05 else "inconclusive"
 '''),
-    Cheat("verdict", "a pooled binomial variance instead of each accuracy's own", '''
-def verdict(a, b, n_val, seed_std=0.0, z=2.0):
-    if n_val < 1:
-        raise ValueError("n_val")
-    p = (a + b) / 2
-    noise = math.sqrt(2 * p * (1 - p) / n_val + 2 * seed_std ** 2)
-    return "supported" if a - b > z * noise else "contradicted" if a - b < -z * noise else "inconclusive"
+    Cheat("verdict", "one-sided p-value (the tail is not doubled)", '''
+def verdict(correct_a, correct_b, alpha=0.05):
+    a, b_ = [bool(v) for v in list(correct_a)], [bool(v) for v in list(correct_b)]
+    if len(a) != len(b_) or not a or not 0 < alpha < 1:
+        raise ValueError("bad input")
+    b = sum(x and not y for x, y in zip(a, b_))
+    c = sum(y and not x for x, y in zip(a, b_))
+    if b + c == 0:
+        return "inconclusive"
+    p = sum(math.comb(b + c, k) for k in range(min(b, c) + 1)) / 2 ** (b + c)
+    return ("supported" if b > c else "contradicted") if p < alpha else "inconclusive"
+'''),
+    Cheat("verdict", "McNemar's chi-square approximation instead of the exact test", '''
+def verdict(correct_a, correct_b, alpha=0.05):
+    a, b_ = [bool(v) for v in list(correct_a)], [bool(v) for v in list(correct_b)]
+    if len(a) != len(b_) or not a or not 0 < alpha < 1:
+        raise ValueError("bad input")
+    b = sum(x and not y for x, y in zip(a, b_))
+    c = sum(y and not x for x, y in zip(a, b_))
+    if b + c == 0:
+        return "inconclusive"
+    chi2 = (abs(b - c) - 1) ** 2 / (b + c)
+    p = math.erfc(math.sqrt(chi2 / 2))
+    return ("supported" if b > c else "contradicted") if p < alpha else "inconclusive"
+'''),
+    Cheat("verdict", "unpaired: the two accuracies compared with their binomial standard errors", '''
+def verdict(correct_a, correct_b, alpha=0.05):
+    a, b_ = [float(bool(v)) for v in list(correct_a)], [float(bool(v)) for v in list(correct_b)]
+    if len(a) != len(b_) or not a or not 0 < alpha < 1:
+        raise ValueError("bad input")
+    n = len(a)
+    pa, pb = sum(a) / n, sum(b_) / n
+    noise = math.sqrt(pa * (1 - pa) / n + pb * (1 - pb) / n)
+    if noise == 0:
+        return "inconclusive" if pa == pb else ("supported" if pa > pb else "contradicted")
+    z = (pa - pb) / noise
+    p = math.erfc(abs(z) / math.sqrt(2))
+    return ("supported" if z > 0 else "contradicted") if p < alpha else "inconclusive"
+'''),
+    Cheat("verdict", "delegates to scipy.stats.binomtest", '''
+def verdict(correct_a, correct_b, alpha=0.05):
+    from scipy.stats import binomtest
+    a, b_ = [bool(v) for v in list(correct_a)], [bool(v) for v in list(correct_b)]
+    if len(a) != len(b_) or not a or not 0 < alpha < 1:
+        raise ValueError("bad input")
+    b = sum(x and not y for x, y in zip(a, b_))
+    c = sum(y and not x for x, y in zip(a, b_))
+    if b + c == 0:
+        return "inconclusive"
+    p = binomtest(b, b + c, 0.5).pvalue
+    return ("supported" if b > c else "contradicted") if p < alpha else "inconclusive"
 '''),
     Cheat("recommend_strategy", "a justification made of the input strings", '''
 SMALL_LIMIT = 100
