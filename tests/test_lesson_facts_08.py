@@ -14,7 +14,7 @@ from torch import nn
 
 from utils.backbones import count_trainable, create, freeze
 from utils.data import DATASETS
-from utils.train import extract_features
+from utils.features import extract_features
 
 
 def batchnorms(model):

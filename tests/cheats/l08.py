@@ -136,7 +136,7 @@ def fit_lbfgs_probe(features, labels, num_classes, weight_decay=1e-3, max_iter=2
     Cheat("pooled_stage_features", "imports utils.backbones.pooled_stage_features", '''
 from utils.backbones import pooled_stage_features
 '''),
-    Cheat("pooled_stage_features", "one utils.train.extract_features pass per stage", '''
+    Cheat("pooled_stage_features", "one utils.features.extract_features pass per stage", '''
 def pooled_stage_features(model, images, stages, batch_size=64):
     labels = torch.zeros(len(images), dtype=torch.long)
     return {name: extract_features(model, (images, labels), layer=name, batch_size=batch_size, amp=False)[0]
