@@ -139,3 +139,19 @@ def test_class_sorted_batches_leave_out_between_class_variance():
 def test_cifar10_is_not_imagenet_and_imagenette_is():
     assert "not drawn from ImageNet" in dataset_spec("cifar10").source
     assert "training set" in dataset_spec("imagenette-160").source
+
+
+def test_torchvision_detectors_freeze_bn_affine_too():
+    """The lesson's detection section: fasterrcnn_resnet50_fpn on pretrained weights builds its ResNet with
+    FrozenBatchNorm2d, which fixes the statistics and gamma, beta (buffers, not parameters)."""
+    import inspect
+
+    from torchvision.models.detection import faster_rcnn
+    from torchvision.ops.misc import FrozenBatchNorm2d
+    assert "FrozenBatchNorm2d if is_trained else nn.BatchNorm2d" in inspect.getsource(faster_rcnn.fasterrcnn_resnet50_fpn)
+    with torch.device("meta"):
+        net = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    frozen = [m for m in net.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert frozen and not any(isinstance(m, _BatchNorm) for m in net.modules())
+    assert all(not list(m.parameters(recurse=False)) and {"weight", "bias"} <= dict(m.named_buffers()).keys()
+               for m in frozen)
