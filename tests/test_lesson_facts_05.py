@@ -148,3 +148,26 @@ def test_resnet34_shortcut_options():
     extra_c = 3 * projection(64, 64) + 3 * projection(128, 128) + 5 * projection(256, 256) + 2 * projection(512, 512)
     assert (a, b, b + extra_c) == (21_623_848, 21_797_672, 22_716_840)
     assert round(100 * (b / a - 1), 1) == 0.8 and round(100 * ((b + extra_c) / a - 1), 1) == 5.1
+
+
+def test_v15_extra_macs_are_the_first_1x1_of_each_downsampling_block():
+    """issue 12: v1.5's extra MACs come from conv1 (1x1 at stride 1 on the full map), not from the 3x3."""
+    import torch
+    import torchvision
+    from torch import nn
+    from utils.arithmetic import summary
+
+    def per_layer(model):
+        return {r.name: r.macs for r in summary(model, (3, 224, 224)) if r.layer_type == "Conv2d"}
+
+    with torch.device("meta"):
+        v15 = torchvision.models.resnet50(weights=None)
+        v1 = torchvision.models.resnet50(weights=None)
+    for name in ("layer2", "layer3", "layer4"):       # move the stride from the 3x3 into the first 1x1
+        block = getattr(v1, name)[0]
+        block.conv1.stride, block.conv2.stride = (2, 2), (1, 1)
+    a, b = per_layer(v1), per_layer(v15)
+    changed = {n: b[n] - a[n] for n in a if a[n] != b[n]}
+    assert set(changed) == {"layer2.0.conv1", "layer3.0.conv1", "layer4.0.conv1"}
+    assert all(d == 77_070_336 for d in changed.values())
+    assert sum(changed.values()) == 231_211_008
