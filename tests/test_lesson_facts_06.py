@@ -201,3 +201,12 @@ def test_compound_scaling_and_released_efficientnets():
     assert b0_counts == [1, 2, 2, 3, 3, 4, 1]
     assert rows == {"efficientnet_b0": (16, 1.0, 1.0, 1.0), "efficientnet_b1": (23, 1.26, 1.65, 1.78),
                     "efficientnet_b2": (23, 2.4, 2.88, 2.82), "efficientnet_b3": (26, 3.62, 4.2, 4.73)}
+
+
+def test_tf_same_padding_stride_2_is_asymmetric():
+    """issue 12: TF "SAME" for k=5 stride 2 on an even map pads 1 top/left and 2 bottom/right; k=3 pads 0 and 1."""
+    from timm.layers.padding import get_same_padding
+    for n in (8, 112, 224):
+        total5, total3 = get_same_padding(n, 5, 2, 1), get_same_padding(n, 3, 2, 1)
+        assert (total5 // 2, total5 - total5 // 2) == (1, 2)
+        assert (total3 // 2, total3 - total3 // 2) == (0, 1)
