@@ -8,6 +8,8 @@ from torch import nn
 from utils import features as features_module
 from utils.features import extract_features, feature_cache_path
 
+from synthetic import stripe_images, to_float
+
 CPU = "cpu"
 
 
@@ -18,20 +20,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def stripe_images(n=128, seed=0):
-    """uint8 1 x 16 x 16 noise images; class 1 has a bright horizontal stripe, class 0 a vertical one."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 100, (n, 1, 16, 16), generator=g, dtype=torch.uint8)
-    y = torch.arange(n) % 2
-    x[y == 1, :, 6:10, :] = 255
-    x[y == 0, :, :, 6:10] = 255
-    return x, y
-
-
-def to_float(x):
-    return x.float() / 255
 
 
 class CountingBackbone(nn.Module):

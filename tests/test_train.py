@@ -15,6 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from utils import features, inference, train
 from utils.inference import evaluate, predict
+
+from synthetic import stripe_images, to_float
 from utils.train import History, fit, fit_head, make_scheduler
 
 CPU = "cpu"
@@ -37,20 +39,6 @@ def blobs(n_per_class=100, num_classes=3, dim=2, spread=0.4, seed=0):
     x = torch.cat([centres[c] + spread * torch.randn(n_per_class, dim, generator=g) for c in range(num_classes)])
     y = torch.arange(num_classes).repeat_interleave(n_per_class)
     return x, y
-
-
-def stripe_images(n=128, seed=0):
-    """uint8 1 x 16 x 16 noise images; class 1 has a bright horizontal stripe, class 0 a vertical one."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 100, (n, 1, 16, 16), generator=g, dtype=torch.uint8)
-    y = torch.arange(n) % 2
-    x[y == 1, :, 6:10, :] = 255
-    x[y == 0, :, :, 6:10] = 255
-    return x, y
-
-
-def to_float(x):
-    return x.float() / 255
 
 
 def tiny_cnn(num_classes=2, seed=0):
