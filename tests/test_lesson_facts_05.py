@@ -171,3 +171,27 @@ def test_v15_extra_macs_are_the_first_1x1_of_each_downsampling_block():
     assert set(changed) == {"layer2.0.conv1", "layer3.0.conv1", "layer4.0.conv1"}
     assert all(d == 77_070_336 for d in changed.values())
     assert sum(changed.values()) == 231_211_008
+
+
+def test_effective_field_is_smaller_than_the_theoretical_one():
+    """Luo et al. (2016) are cited in words; what the lesson measures: at He initialisation, 95% of the centre
+    unit's input gradient in ResNet-50 v1.5 lies well inside the theoretical field (35 px for layer1, 91 for layer2)."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(weights=None).eval()     # torchvision's own init is He, mode fan_out
+    assert arithmetic.receptive_field(model, (160, 160), "layer1") == 35
+    assert arithmetic.receptive_field(model, (192, 192), "layer2") == 91
+    for layer, size, theoretical in (("layer1", 160, 35), ("layer2", 192, 91)):
+        feats = {}
+        handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: feats.update(out=o))
+        x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        model(x)
+        out = feats["out"]
+        out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
+        handle.remove()
+        grad = x.grad.abs().sum(1)[0]
+        c, half = size // 2, theoretical // 2
+        inside = grad[c - half:c + half + 1, c - half:c + half + 1].sum() / grad.sum()
+        assert inside.item() > 0.999                                     # nothing leaks outside the theoretical field
+        side = next(2 * h + 1 for h in range(size // 2 + 1)
+                    if grad[c - h:c + h + 1, c - h:c + h + 1].sum() >= 0.95 * grad.sum())
+        assert side < theoretical, (layer, side, theoretical)
