@@ -159,3 +159,66 @@ def test_mixed_6a_and_block35_widths_drawn():
         block35 = timm.create_model("inception_resnet_v2", pretrained=False).repeat[0]
     assert v3.Mixed_6a.branch3x3.conv.out_channels + v3.Mixed_6a.branch3x3dbl_3.conv.out_channels + 288 == 768
     assert abs(block35.scale - 0.17) < 1e-9 and block35.conv2d.in_channels == 128
+
+
+def _basic_conv(c_in, c_out, kernel):
+    return conv_params(c_in, c_out, kernel, bias=False) + 2 * c_out
+
+
+def test_break_even_reduction_widths():
+    """Widest 1x1 reduction that is still cheaper than none, for inception3a's 3x3 and 5x5 branches (28x28x192)."""
+    def widest(c_out, k):
+        direct = conv_macs(192, c_out, k, 28)
+        return max(r for r in range(1, 193) if conv_macs(192, r, 1, 28) + conv_macs(r, c_out, k, 28) < direct)
+
+    assert (widest(128, 3), widest(32, 5)) == (164, 154)
+    assert conv_macs(192, 96, 1, 28) + conv_macs(96, 128, 3, 28) == 101_154_816
+
+
+def test_flatten_head_budget_on_googlenet():
+    """A flattening head no bigger than the rest of GoogLeNet fits a 2x2 map at most: inputs up to 78 px."""
+    net = meta_googlenet(aux_logits=False)
+    budget = n_params(net) - n_params(net.fc)
+    assert budget == 5_599_904
+    side = max(s for s in range(1, 10) if linear_params(1024 * s * s, 1000) <= budget)
+    assert side == 2
+
+    def final_side(image):
+        seen = []
+        hook = net.inception5b.register_forward_hook(lambda m, i, o: seen.append(o.shape[-1]))
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, 3, image, image, device="meta"))
+        hook.remove()
+        return seen[0]
+
+    assert final_side(78) == 2 and final_side(79) == 3 and final_side(224) == 7
+
+
+def test_smallest_kernels_for_a_saving():
+    def smallest(saving, per_pair):
+        n = 3
+        while per_pair(n) > (1 - saving) * n * n:
+            n += 2
+        return n
+
+    stack, pair = (lambda n: 9 * (n - 1) / 2), (lambda n: 2 * n)
+    assert [smallest(s, stack) for s in (0.5, 0.75, 0.9)] == [9, 17, 45]
+    assert [smallest(s, pair) for s in (0.5, 0.75, 0.9)] == [5, 9, 21]
+
+
+def test_cheapest_factorisation_at_mixed_6b_widths():
+    """torchvision's branch7x7 (1x1 -> 1x7 -> 7x1, 768 -> 128 -> 192) versus a 1x1 behind the pair as well."""
+    with torch.device("meta"):
+        block = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).Mixed_6b
+    branch = sum(n_params(getattr(block, f"branch7x7_{i}")) for i in (1, 2, 3))
+    assert branch == 385_920
+    assert branch == _basic_conv(768, 128, 1) + _basic_conv(128, 128, (1, 7)) + _basic_conv(128, 192, (7, 1))
+    both = _basic_conv(768, 128, 1) + _basic_conv(128, 128, (1, 7)) + _basic_conv(128, 128, (7, 1)) + _basic_conv(128, 192, 1)
+    assert both == 353_408
+    assert _basic_conv(768, 192, 7) == 7_225_728
+
+
+def test_parallel_grid_reduction_320_to_640():
+    """Stride-2 3x3 conv 320 -> 320 next to a stride-2 max pool: MACs and parameters of the lesson's design."""
+    assert conv_macs(320, 320, 3, 17) == 266_342_400
+    assert _basic_conv(320, 320, 3) == 922_240
