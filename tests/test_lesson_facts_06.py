@@ -210,3 +210,36 @@ def test_tf_same_padding_stride_2_is_asymmetric():
         total5, total3 = get_same_padding(n, 5, 2, 1), get_same_padding(n, 3, 2, 1)
         assert (total5 // 2, total5 - total5 // 2) == (1, 2)
         assert (total3 // 2, total3 - total3 // 2) == (0, 1)
+
+
+def test_mbconv_blocks_drawn_in_the_lesson():
+    """The three blocks of the MBConv diagram: where the shortcut is, and the expand/depthwise/SE/project widths."""
+    from utils.backbones import efficientnet_lite0_timm
+
+    b0 = meta_model("efficientnet_b0")
+    keep, down = b0.features[2][1], b0.features[3][0]
+    assert keep.use_res_connect and not down.use_res_connect
+    convs = [m for m in keep.block.modules() if isinstance(m, nn.Conv2d)]
+    # expand 24 -> 144, depthwise 3x3 on 144, SE 144 -> 6 -> 144, project 144 -> 24
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.groups) for c in convs] == [
+        (24, 144, 1, 1), (144, 144, 3, 144), (144, 6, 1, 1), (6, 144, 1, 1), (144, 24, 1, 1)]
+    dw = [m for m in down.block.modules() if isinstance(m, nn.Conv2d) and m.groups > 1][0]
+    assert (dw.kernel_size[0], dw.stride[0]) == (5, 2)
+    assert down.block[0][0].in_channels == 24 and down.block[-1][0].out_channels == 40
+    lite_block = efficientnet_lite0_timm(pretrained=False).blocks[1][1]
+    assert lite_block.has_skip and isinstance(lite_block.se, nn.Identity)
+    assert (lite_block.conv_pw.in_channels, lite_block.conv_pw.out_channels) == (24, 144)
+
+
+def test_cpu_autocast_bfloat16_runs_the_lesson_models():
+    """The precision section runs both models under CPU bfloat16 autocast; outputs stay close to float32."""
+    torch.manual_seed(0)
+    for name in ("resnet18", "mobilenet_v3_small"):
+        net = torchvision.models.get_model(name, weights=None).eval()
+        x = torch.randn(1, 3, 64, 64)
+        with torch.no_grad():
+            ref = net(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                low = net(x)
+        assert low.dtype == torch.bfloat16
+        assert ((low.float() - ref).abs().max() / ref.std()).item() < 0.5
