@@ -150,3 +150,54 @@ def test_torchvision_transforms_draw_one_flip_per_batch(flip):
         assert len(set(flipped)) == 1      # all images flipped, or none
         outcomes.add(flipped[0])
     assert outcomes == {True, False}
+
+
+def test_where_the_forgetting_pictures_come_from():
+    """Section 6: Imagenette (train and val) is ImageNet training pictures; CIFAR-10 is never-seen; the ants and
+    bees are themselves described as an ImageNet subset (printed in section 0)."""
+    assert "ImageNet's training set" in DATASETS["imagenette-160"].source
+    assert "train and val" in DATASETS["imagenette-160"].source
+    assert "never seen" in DATASETS["cifar10"].source and "not drawn from ImageNet" in DATASETS["cifar10"].source
+    assert "subset of ImageNet" in DATASETS["hymenoptera"].source
+
+
+def test_the_old_head_reads_the_pooled_features(pretrained):
+    """The probe and the old head read extract_features' pooled vector: the same as forward_head(pre_logits)."""
+    from utils.backbones import batch_transform
+    from utils.features import extract_features
+    model, imagenet_head = pretrained
+    model.eval()
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    tf = batch_transform(model, train=False, image_size=64)
+    pooled, _ = extract_features(model, (images, torch.zeros(3, dtype=torch.long)), batch_transform=tf, device="cpu")
+    with torch.no_grad():
+        pre_logits = model.forward_head(model.forward_features(tf(images)), pre_logits=True)
+    assert pooled.shape == (3, 1280)
+    assert torch.allclose(pooled, pre_logits, atol=1e-5)
+    assert imagenet_head(pooled).shape == (3, 1000)
+
+
+def test_adamw_first_step_moves_every_weight_by_the_learning_rate():
+    """Section 6's model answer: AdamW's step is about lr per weight whatever the gradient's size."""
+    w = nn.Parameter(torch.randn(50))
+    before = w.detach().clone()
+    opt = torch.optim.AdamW([w], lr=1e-2, weight_decay=0.0)
+    (w * torch.logspace(-3, 3, 50)).sum().backward()
+    opt.step()
+    assert torch.allclose((w.detach() - before).abs(), torch.full((50,), 1e-2), rtol=1e-3)
+
+
+def test_lr_grid_holdout_split_and_probe_head():
+    """Section 1's held-out split is stratified and disjoint from what the sweep trains on; fit_head with
+    batch_size=None is a full-batch logistic regression (one step per epoch)."""
+    from utils.data import stratified_subset
+    from utils.train import fit_head
+    labels = torch.tensor([0] * 123 + [1] * 121)
+    held = stratified_subset(labels, fraction=0.33, seed=0)
+    assert labels[held].bincount().tolist() == [41, 40]
+    torch.manual_seed(0)
+    x = torch.randn(40, 5)
+    y = (x[:, 0] > 0).long()
+    head, history = fit_head(x, y, epochs=30, lr=1e-1, batch_size=None, seed=0, device="cpu")
+    assert isinstance(head, nn.Linear) and len(history.batch_losses) == 30
+    assert history[-1]["train_acc"] > 0.9
