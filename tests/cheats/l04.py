@@ -1,6 +1,25 @@
 """Shortcuts for Lesson 04 (GoogLeNet and Inception): each must score 0 on the exercise it targets."""
 from grader.cheats import Cheat
 
+# Shared by the factorised_conv cheats that search the designs: prepended to their code.
+_CHEAPEST = '''
+
+def _cheapest_layers(c_in, c_mid, c_out, n):
+    """The cheapest of the four 1xn/nx1 designs, as (in, out, kernel, padding) rows."""
+    designs = []
+    for front in (False, True):
+        for back in (False, True):
+            layers, width = [], c_in
+            if front:
+                layers.append((width, c_mid, 1, 0))
+                width = c_mid
+            layers += [(width, c_mid, (1, n), (0, n // 2)), (c_mid, c_mid if back else c_out, (n, 1), (n // 2, 0))]
+            if back:
+                layers.append((c_mid, c_out, 1, 0))
+            designs.append(layers)
+    return min(designs, key=lambda layers: sum(basic_conv_params(a, b, k) for a, b, k, _ in layers))
+'''
+
 CHEATS = [
     Cheat("bottleneck_macs", "builds the layers and asks utils.arithmetic.summary (both functions)", '''
 from utils.arithmetic import summary as count_layers
@@ -199,39 +218,17 @@ def factorised_conv(c_in, c_mid, c_out, n, budget):
                          BasicConv2d(c_mid, c_mid, kernel_size=(1, n), padding=(0, n // 2)),
                          BasicConv2d(c_mid, c_out, kernel_size=(n, 1), padding=(n // 2, 0)))
 '''),
-    Cheat("factorised_conv", "stacks torchvision's Inception-v3 BasicConv2d", '''
+    Cheat("factorised_conv", "stacks torchvision's Inception-v3 BasicConv2d", _CHEAPEST + '''
 from torchvision.models.inception import BasicConv2d as _TvConv
 
 
 def factorised_conv(c_in, c_mid, c_out, n, budget):
-    designs = []
-    for front in (False, True):
-        for back in (False, True):
-            layers, width = [], c_in
-            if front:
-                layers.append((width, c_mid, 1, 0))
-                width = c_mid
-            layers += [(width, c_mid, (1, n), (0, n // 2)), (c_mid, c_mid if back else c_out, (n, 1), (n // 2, 0))]
-            if back:
-                layers.append((c_mid, c_out, 1, 0))
-            designs.append(layers)
-    best = min(designs, key=lambda layers: sum(basic_conv_params(a, b, k) for a, b, k, _ in layers))
+    best = _cheapest_layers(c_in, c_mid, c_out, n)
     return nn.Sequential(*[_TvConv(a, b, kernel_size=k, padding=p) for a, b, k, p in best])
 '''),
-    Cheat("factorised_conv", "the cheapest design, but no nonlinearity between the 1xn and the nx1", '''
+    Cheat("factorised_conv", "the cheapest design, but no nonlinearity between the 1xn and the nx1", _CHEAPEST + '''
 def factorised_conv(c_in, c_mid, c_out, n, budget):
-    designs = []
-    for front in (False, True):
-        for back in (False, True):
-            layers, width = [], c_in
-            if front:
-                layers.append((width, c_mid, 1, 0))
-                width = c_mid
-            layers += [(width, c_mid, (1, n), (0, n // 2)), (c_mid, c_mid if back else c_out, (n, 1), (n // 2, 0))]
-            if back:
-                layers.append((c_mid, c_out, 1, 0))
-            designs.append(layers)
-    best = min(designs, key=lambda layers: sum(basic_conv_params(a, b, k) for a, b, k, _ in layers))
+    best = _cheapest_layers(c_in, c_mid, c_out, n)
     modules = []
     for a, b, k, p in best:
         modules += [nn.Conv2d(a, b, k, padding=p, bias=False), nn.BatchNorm2d(b, eps=0.001)]
