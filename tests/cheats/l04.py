@@ -20,6 +20,16 @@ def _cheapest_layers(c_in, c_mid, c_out, n):
     return min(designs, key=lambda layers: sum(basic_conv_params(a, b, k) for a, b, k, _ in layers))
 '''
 
+# A correct bottleneck_macs, for the cheats that target widest_reduction only.
+_BOTTLENECK_MACS = '''
+def bottleneck_macs(size, c_in, c_out, kernel, reduce_to=None):
+    if reduce_to is None:
+        return conv_macs(c_in, c_out, kernel, size)
+    return conv_macs(c_in, reduce_to, 1, size) + conv_macs(reduce_to, c_out, kernel, size)
+
+
+'''
+
 CHEATS = [
     Cheat("bottleneck_macs", "builds the layers and asks utils.arithmetic.summary (both functions)", '''
 from utils.arithmetic import summary as count_layers
@@ -54,24 +64,12 @@ def widest_reduction(size, c_in, c_out, kernel, budget):
 
 arithmetic = types.SimpleNamespace(summary=lambda model, size: types.SimpleNamespace(total_macs=0))
 '''),
-    Cheat("bottleneck_macs", "widest_reduction forgets the cost of the 1x1 layer itself", '''
-def bottleneck_macs(size, c_in, c_out, kernel, reduce_to=None):
-    if reduce_to is None:
-        return conv_macs(c_in, c_out, kernel, size)
-    return conv_macs(c_in, reduce_to, 1, size) + conv_macs(reduce_to, c_out, kernel, size)
-
-
+    Cheat("bottleneck_macs", "widest_reduction forgets the cost of the 1x1 layer itself", _BOTTLENECK_MACS + '''
 def widest_reduction(size, c_in, c_out, kernel, budget):
     width = min(budget // (size * size * kernel * kernel * c_out), c_in)
     return int(width) if width >= 1 else None
 '''),
-    Cheat("bottleneck_macs", "widest_reduction does not cap the width at c_in", '''
-def bottleneck_macs(size, c_in, c_out, kernel, reduce_to=None):
-    if reduce_to is None:
-        return conv_macs(c_in, c_out, kernel, size)
-    return conv_macs(c_in, reduce_to, 1, size) + conv_macs(reduce_to, c_out, kernel, size)
-
-
+    Cheat("bottleneck_macs", "widest_reduction does not cap the width at c_in", _BOTTLENECK_MACS + '''
 def widest_reduction(size, c_in, c_out, kernel, budget):
     width = budget // (size * size * (c_in + kernel * kernel * c_out))
     return int(width) if width >= 1 else None
