@@ -6,8 +6,10 @@ read-only view of the interpreter, the virtual environment, ``utils/`` and the c
 data, and one writable scratch folder. The kernel talks to the grader over ZeroMQ
 ``ipc`` sockets (unix socket files, which work across network namespaces) in a folder
 bound at the same path inside and out. Memory is bounded twice: ``RLIMIT_DATA`` inside
-(a large allocation fails with MemoryError, and the cell just errors) and an RSS
-watchdog in the parent that kills the sandbox above the bound and records why.
+(a large allocation fails with MemoryError, and the cell just errors) and a
+watchdog in the parent that kills the sandbox when the memory its processes hold
+(anonymous and shared pages; not the pages of mapped library files) passes the bound,
+and records why.
 """
 from __future__ import annotations
 
@@ -119,26 +121,33 @@ def kernel_env(home: str, threads: int, smoke: bool) -> dict[str, str]:
     return env
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes (0 once it is gone)."""
+def held_memory(pid: int) -> int:
+    """Memory a process holds for itself, in bytes: anonymous pages plus shared memory (``RssAnon`` +
+    ``RssShmem``). Pages of mapped files (torch's libraries: a few hundred MiB in every kernel) are left
+    out: they are shared and the system can drop them, so counting them charges an honest kernel
+    for what it imports. 0 once the process is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return sum(int(fields.get(key, "0 kB").split()[0]) for key in ("RssAnon", "RssShmem")) * 1024
+
+
+def tree_memory(pid: int) -> int:
+    """``held_memory`` of a process and all its descendants, in bytes (0 once it is gone)."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        procs = [root] + root.children(recursive=True)
+        pids = [pid] + [child.pid for child in root.children(recursive=True)]
     except psutil.Error:
         return 0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
+    return sum(held_memory(p) for p in pids)
 
 
 class Watchdog(threading.Thread):
-    """Kills a process tree whose resident memory goes above ``limit`` bytes; ``fired`` says it did."""
+    """Kills a process tree whose held memory (``tree_memory``) goes above ``limit`` bytes; ``fired`` says it did."""
 
     def __init__(self, pid: int, limit: int, kill, interval: float = 0.2):
         super().__init__(daemon=True)
@@ -148,7 +157,7 @@ class Watchdog(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
-            if tree_rss(self.pid) > self.limit:
+            if tree_memory(self.pid) > self.limit:
                 self.fired = True
                 self.kill()
                 return
@@ -157,7 +166,7 @@ class Watchdog(threading.Thread):
 class SandboxedKernelManager(AsyncKernelManager):
     """An ipykernel started inside bwrap, reached over ipc sockets; ``killed`` says why the grader stopped it."""
 
-    memory_bytes = Integer(4 << 30, help="memory bound of the kernel (RLIMIT_DATA and the RSS watchdog)").tag(config=True)
+    memory_bytes = Integer(4 << 30, help="memory bound of the kernel (RLIMIT_DATA and the memory watchdog)").tag(config=True)
     threads = Integer(1, help="torch/OpenMP threads of the kernel").tag(config=True)
     smoke = Integer(1, help="1: the kernel sees COURSE_SMOKE=1").tag(config=True)
     sandbox = Integer(1, help="0: run the kernel unsandboxed (--no-sandbox)").tag(config=True)

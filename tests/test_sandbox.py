@@ -23,7 +23,7 @@ from grader.limits import Limits
 pytestmark = pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap is not installed")
 
 HONEST = {"double": "def double(n):\n    return 2 * n", "square": "def square(n):\n    return n * n"}
-LIMITS = Limits(memory_gib=1.0, cell_timeout_s=10, budget_s=40, threads=1)
+LIMITS = Limits(memory_gib=2.0, cell_timeout_s=10, budget_s=40, threads=1)
 
 
 class Listener:
@@ -228,7 +228,7 @@ def test_memory_bound_is_a_memory_error_or_a_kill_with_partial_credit(graded):
     assert (hog.graded, hog.score) == (True, 2) and "MemoryError" in _outputs(graded, "memhog")
     shm = graded["results"]["shmhog"]
     assert shm.graded and shm.score == 0
-    assert "killed: memory limit 1 GiB in cell" in shm.note and "(l00_double)" in shm.note
+    assert "killed: memory limit 2 GiB in cell" in shm.note and "(l00_double)" in shm.note
 
 
 def test_time_limits_per_cell_and_per_submission(graded):
@@ -319,3 +319,28 @@ def test_the_job_is_self_contained_bytes(graded):
     import pickle
 
     assert pickle.loads(pickle.dumps(job)) == job
+
+
+def test_watchdog_charges_held_memory_not_mapped_library_files(tmp_path):
+    """Anonymous memory counts; the pages of a file read through mmap (as libraries are) do not."""
+    import subprocess
+    import sys
+
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"\1" * (256 << 20))
+    touch = ("import mmap, sys\n"
+             "f = open(sys.argv[1], 'rb'); m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+             "s = sum(m[i] for i in range(0, len(m), 4096))\n"
+             "a = bytearray(128 << 20); a[::4096] = b'x' * len(a[::4096])\n"
+             "print('ready', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", touch, str(blob)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        import psutil
+        rss, held = psutil.Process(proc.pid).memory_info().rss, sandbox.tree_memory(proc.pid)
+        assert rss > (384 << 20)  # the file's pages are resident ...
+        assert (128 << 20) < held < (256 << 20)  # ... but only the bytearray is held
+    finally:
+        proc.kill()
+        proc.wait()
+    assert sandbox.tree_memory(proc.pid) == 0
