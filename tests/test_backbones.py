@@ -80,7 +80,7 @@ def test_lite0_top5_on_real_images_is_sensible(lite0):
     assert "ant" in ant_top5, ant_top5
 
 
-def test_lite0_zero_shot_on_imagenette_sample(lite0):
+def test_lite0_label_restricted_head_on_imagenette_sample(lite0):
     """Two val images per class at 160 px, argmax over the 10 Imagenette logits."""
     folders = sorted(p for p in IMAGENETTE_VAL.iterdir() if p.is_dir())
     assert [B.imagenet_classes()[i] for i in (0, 701)] == ["tench", "parachute"]
