@@ -50,7 +50,8 @@ def cmd_autograde(args) -> int:
     lesson = _lessons([args.lesson])[0]
     workers = args.workers or os.cpu_count() or 1
     bounds = course.default_limits(lesson, workers=0 if args.scheduler else workers).with_(
-        memory_gib=args.memory, cell_timeout_s=args.cell_timeout, budget_s=args.budget, sandbox=not args.no_sandbox)
+        memory_gib=args.memory, disk_gib=args.disk, processes=args.processes, cell_timeout_s=args.cell_timeout,
+        budget_s=args.budget, sandbox=not args.no_sandbox)
     if args.no_sandbox:
         print("warning: --no-sandbox: student code runs with your permissions, network and files", file=sys.stderr)
     print(f"grading {lesson}: {limits.describe(bounds)}; "
@@ -187,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
                    help="grade on this Dask cluster instead of local worker processes")
     s.add_argument("--memory", type=float, default=None, metavar="GIB", help="memory bound per kernel (default 4)")
+    s.add_argument("--disk", type=float, default=None, metavar="GIB",
+                   help="what a kernel may write to its folder and home, and its largest file (default 2)")
+    s.add_argument("--processes", type=int, default=None, metavar="N", help="processes per sandbox (default 64)")
     s.add_argument("--cell-timeout", type=float, default=None, metavar="S", help="seconds per cell (default 120)")
     s.add_argument("--budget", type=float, default=None, metavar="S",
                    help="seconds per submission (default: the lesson's smoke time x 5 + 60)")

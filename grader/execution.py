@@ -39,6 +39,8 @@ def _label(cell: NotebookNode, index: int) -> str:
 
 class SandboxedExecute(Execute):
     memory_bytes = Integer(4 << 30).tag(config=True)
+    disk_bytes = Integer(2 << 30).tag(config=True)
+    processes = Integer(64).tag(config=True)
     cell_timeout = Float(120.0).tag(config=True)
     budget = Float(660.0).tag(config=True)
     threads = Integer(1).tag(config=True)
@@ -53,6 +55,7 @@ class SandboxedExecute(Execute):
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
         km.memory_bytes, km.threads = self.memory_bytes, self.threads
+        km.disk_bytes, km.processes = self.disk_bytes, self.processes
         km.smoke, km.sandbox = int(self.smoke), int(self.sandbox)
         return km
 
@@ -89,8 +92,11 @@ class SandboxedExecute(Execute):
             return self._stop(cell, resources, self._death(cell, index))
 
     def _death(self, cell, index) -> str:
-        if self.km.killed == "memory":
-            return f"killed: memory limit {self.memory_bytes / (1 << 30):g} GiB in {_label(cell, index)}"
+        bound = {"memory": f"memory limit {self.memory_bytes / (1 << 30):g} GiB",
+                 "disk": f"disk limit {self.disk_bytes / (1 << 30):g} GiB (its folder and home)",
+                 "processes": f"process limit {self.processes}"}.get(self.km.killed)
+        if bound:
+            return f"killed: {bound} in {_label(cell, index)}"
         code = self.km.exit_code()
         how = f"code {code}" if code is not None and code >= 0 else f"signal {-code}" if code else "no code"
         return f"the kernel exited ({how}: os._exit, exit() or a crash) in {_label(cell, index)}"

@@ -9,6 +9,8 @@ from pathlib import Path
 from . import config, readme
 
 MEMORY_GIB = 4.0
+DISK_GIB = 2.0  # what the kernel may write to its folder and home, and the largest file it may write
+MAX_PROCESSES = 64  # a sandbox runs 3 (bwrap twice, the kernel); DataLoader workers add a few; a fork bomb stops here
 CELL_TIMEOUT_S = 120.0  # smoke mode's slowest cell takes seconds; a minute of margin per cell is plenty
 BUDGET_FACTOR = 5
 BUDGET_EXTRA_S = 60.0
@@ -21,6 +23,8 @@ class Limits:
     """The bounds of one submission's kernel. ``budget_s`` is wall clock for the whole notebook."""
 
     memory_gib: float = MEMORY_GIB
+    disk_gib: float = DISK_GIB
+    processes: int = MAX_PROCESSES
     cell_timeout_s: float = CELL_TIMEOUT_S
     budget_s: float = BUDGET_UNMEASURED_S + BUDGET_EXTRA_S
     threads: int = 1
@@ -31,6 +35,10 @@ class Limits:
     @property
     def memory_bytes(self) -> int:
         return int(self.memory_gib * (1 << 30))
+
+    @property
+    def disk_bytes(self) -> int:
+        return int(self.disk_gib * (1 << 30))
 
     def with_(self, **changes) -> "Limits":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -67,5 +75,6 @@ def threads_per_kernel(workers: int) -> int:
 
 def describe(limits: Limits) -> str:
     sandbox = "bwrap sandbox" if limits.sandbox else "NO sandbox"
-    return (f"{sandbox}, memory {limits.memory_gib:g} GiB, {limits.cell_timeout_s:g} s per cell, "
+    return (f"{sandbox}, memory {limits.memory_gib:g} GiB, disk {limits.disk_gib:g} GiB, "
+            f"{limits.processes} processes, {limits.cell_timeout_s:g} s per cell, "
             f"{limits.budget_s:g} s per submission, {limits.threads} thread(s) per kernel")

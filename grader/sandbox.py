@@ -86,7 +86,7 @@ def _readonly_paths() -> list[str]:
 
 
 def bwrap_command(kernel_cmd: list[str], scratch: str, writable: list[str], env: dict[str, str],
-                  memory_bytes: int, bwrap: str | None = None) -> list[str]:
+                  memory_bytes: int, file_bytes: int = 2 << 30, bwrap: str | None = None) -> list[str]:
     """``kernel_cmd`` wrapped in bwrap, with ``scratch`` as working folder and ``writable`` the only writable paths."""
     cmd = [bwrap or require_bwrap(), "--unshare-all", "--die-with-parent", "--new-session",
            "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL",
@@ -103,7 +103,7 @@ def bwrap_command(kernel_cmd: list[str], scratch: str, writable: list[str], env:
     cmd += ["--remount-ro", "/", "--chdir", scratch, "--clearenv"]
     for key, value in sorted(env.items()):
         cmd += ["--setenv", key, value]
-    return cmd + ["--", "prlimit", f"--data={memory_bytes}", "--"] + kernel_cmd
+    return cmd + ["--", "prlimit", f"--data={memory_bytes}", f"--fsize={file_bytes}", "--"] + kernel_cmd
 
 
 def kernel_env(home: str, threads: int, smoke: bool) -> dict[str, str]:
@@ -134,32 +134,73 @@ def held_memory(pid: int) -> int:
     return sum(int(fields.get(key, "0 kB").split()[0]) for key in ("RssAnon", "RssShmem")) * 1024
 
 
-def tree_memory(pid: int) -> int:
-    """``held_memory`` of a process and all its descendants, in bytes (0 once it is gone)."""
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants ([] once it is gone)."""
     import psutil
 
     try:
-        root = psutil.Process(pid)
-        pids = [pid] + [child.pid for child in root.children(recursive=True)]
+        return [pid] + [child.pid for child in psutil.Process(pid).children(recursive=True)]
     except psutil.Error:
-        return 0
-    return sum(held_memory(p) for p in pids)
+        return []
+
+
+def tree_memory(pid: int) -> int:
+    """``held_memory`` of a process and all its descendants, in bytes (0 once it is gone)."""
+    return sum(held_memory(p) for p in _tree(pid))
+
+
+def disk_usage(paths: list[str], max_entries: int = 200_000) -> int:
+    """Bytes of the files under ``paths`` (links not followed); a tree of more than ``max_entries``
+    entries counts as infinite (a million empty files fill a disk's inodes, not its bytes)."""
+    total, entries = 0, 0
+    stack = list(paths)
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    if entries > max_entries:
+                        return 1 << 62
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_blocks * 512
+        except OSError:
+            continue
+    return total
 
 
 class Watchdog(threading.Thread):
-    """Kills a process tree whose held memory (``tree_memory``) goes above ``limit`` bytes; ``fired`` says it did."""
+    """Kills a process tree that holds more than ``memory`` bytes (``tree_memory``), runs more than
+    ``processes`` processes, or has written more than ``disk`` bytes under ``folders``; ``kill``
+    gets the reason ('memory', 'processes', 'disk') and ``fired`` says it did."""
 
-    def __init__(self, pid: int, limit: int, kill, interval: float = 0.2):
+    def __init__(self, pid: int, memory: int, kill, processes: int = 1 << 30, disk: int = 1 << 62,
+                 folders: tuple[str, ...] = (), interval: float = 0.2, disk_every: int = 5):
         super().__init__(daemon=True)
-        self.pid, self.limit, self.kill, self.interval = pid, limit, kill, interval
+        self.pid, self.memory, self.kill, self.interval = pid, memory, kill, interval
+        self.processes, self.disk, self.folders, self.disk_every = processes, disk, list(folders), disk_every
         self.fired = False
         self.stopped = threading.Event()
 
+    def _over(self, tick: int) -> str:
+        pids = _tree(self.pid)
+        if len(pids) > self.processes:
+            return "processes"
+        if sum(held_memory(p) for p in pids) > self.memory:
+            return "memory"
+        if self.folders and tick % self.disk_every == 0 and disk_usage(self.folders) > self.disk:
+            return "disk"
+        return ""
+
     def run(self) -> None:
+        tick = 0
         while not self.stopped.wait(self.interval):
-            if tree_memory(self.pid) > self.limit:
+            tick += 1
+            reason = self._over(tick)
+            if reason:
                 self.fired = True
-                self.kill()
+                self.kill(reason)
                 return
 
 
@@ -167,10 +208,13 @@ class SandboxedKernelManager(AsyncKernelManager):
     """An ipykernel started inside bwrap, reached over ipc sockets; ``killed`` says why the grader stopped it."""
 
     memory_bytes = Integer(4 << 30, help="memory bound of the kernel (RLIMIT_DATA and the memory watchdog)").tag(config=True)
+    disk_bytes = Integer(2 << 30, help="bytes the kernel may write to its folder and home (and RLIMIT_FSIZE)").tag(config=True)
+    processes = Integer(64, help="processes the sandbox may run at once").tag(config=True)
     threads = Integer(1, help="torch/OpenMP threads of the kernel").tag(config=True)
     smoke = Integer(1, help="1: the kernel sees COURSE_SMOKE=1").tag(config=True)
     sandbox = Integer(1, help="0: run the kernel unsandboxed (--no-sandbox)").tag(config=True)
-    killed = Unicode("", help="why the grader killed the kernel ('memory', 'time'), empty if it did not")
+    killed = Unicode("", help="why the grader killed the kernel ('memory', 'processes', 'disk', 'time'), "
+                              "empty if it did not")
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -183,6 +227,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.ip = os.path.join(self._sock, "kernel")
         self.connection_file = os.path.join(self._sock, "kernel.json")
         self._watchdog: Watchdog | None = None
+        self._writable = [self._home]
 
     def format_kernel_cmd(self, extra_arguments=None):
         cmd = super().format_kernel_cmd(extra_arguments)
@@ -190,7 +235,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             return cmd
         scratch = str(Path(self._launch_args.get("cwd") or self._home).resolve())
         env = kernel_env(self._home, self.threads, bool(self.smoke))
-        return bwrap_command(cmd, scratch, [self._sock, self._home, scratch], env, self.memory_bytes)
+        self._writable = [self._home, scratch]
+        return bwrap_command(cmd, scratch, [self._sock, self._home, scratch], env, self.memory_bytes, self.disk_bytes)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         if self.sandbox:
@@ -201,7 +247,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         kw.update(stdout=self._log, stderr=subprocess.STDOUT)
         await super()._async_launch_kernel(kernel_cmd, **kw)
         self.killed = ""
-        self._watchdog = Watchdog(self.pid(), self.memory_bytes, lambda: self.kill_sandbox("memory"))
+        self._watchdog = Watchdog(self.pid(), self.memory_bytes, self.kill_sandbox, processes=self.processes,
+                                  disk=self.disk_bytes, folders=tuple(self._writable) if self.sandbox else ())
         self._watchdog.start()
 
     def pid(self) -> int:

@@ -56,6 +56,8 @@ def execute_config(limits: Limits) -> Config:
 
     c = nbapi.autograde_pipeline(SandboxedExecute)
     c.SandboxedExecute.memory_bytes = limits.memory_bytes
+    c.SandboxedExecute.disk_bytes = limits.disk_bytes
+    c.SandboxedExecute.processes = limits.processes
     c.SandboxedExecute.cell_timeout = float(limits.cell_timeout_s)
     c.SandboxedExecute.budget = float(limits.budget_s)
     c.SandboxedExecute.threads = limits.threads

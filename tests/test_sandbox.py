@@ -23,7 +23,7 @@ from grader.limits import Limits
 pytestmark = pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap is not installed")
 
 HONEST = {"double": "def double(n):\n    return 2 * n", "square": "def square(n):\n    return n * n"}
-LIMITS = Limits(memory_gib=2.0, cell_timeout_s=10, budget_s=40, threads=1)
+LIMITS = Limits(memory_gib=2.0, disk_gib=0.25, processes=64, cell_timeout_s=10, budget_s=40, threads=1)
 
 
 class Listener:
@@ -141,6 +141,20 @@ for i in range(0, 3 << 30, 1 << 20):
     m[i:i + (1 << 20)] = b"x" * (1 << 20)
 def double(n):
     return 2 * n''',
+        "forkbomb": '''
+import subprocess, time
+kids = [subprocess.Popen(["sleep", "30"]) for _ in range(300)]  # a fork bomb, bounded in case the guard fails
+time.sleep(5)
+def double(n):
+    return 2 * n''',
+        "filler": '''
+import time
+for i in range(64):  # 1 GiB in 16 MiB files, past the 0.25 GiB disk bound
+    open(f"fill{i}.bin", "wb").write(b"x" * (16 << 20))
+    time.sleep(0.05)
+time.sleep(3)
+def double(n):
+    return 2 * n''',
         "forever": "while True:\n    pass",
         "exiter": {"square": "import os\nos._exit(3)"},
         "sysexit": "import sys\nsys.exit(2)\ndef double(n):\n    return 2 * n",
@@ -229,6 +243,28 @@ def test_memory_bound_is_a_memory_error_or_a_kill_with_partial_credit(graded):
     shm = graded["results"]["shmhog"]
     assert shm.graded and shm.score == 0
     assert "killed: memory limit 2 GiB in cell" in shm.note and "(l00_double)" in shm.note
+
+
+def test_fork_bomb_and_disk_filler_are_killed_with_a_note(graded):
+    bomb = graded["results"]["forkbomb"]
+    assert bomb.graded and bomb.score == 0
+    assert "killed: process limit 64 in cell" in bomb.note and "(l00_double)" in bomb.note
+    filler = graded["results"]["filler"]
+    assert filler.graded and filler.score == 0
+    assert "killed: disk limit 0.25 GiB (its folder and home) in cell" in filler.note and "(l00_double)" in filler.note
+    assert graded["results"]["alice"].score == 3  # graded beside them, untouched
+
+
+def test_a_file_larger_than_the_disk_bound_cannot_be_written(tmp_path):
+    import subprocess
+    import sys
+
+    write = "open('big', 'wb').write(b'x' * (3 << 20))"
+    cmd = sandbox.bwrap_command([sys.executable, "-c", write], str(tmp_path), [str(tmp_path)], {"PATH": "/usr/bin"},
+                                1 << 30, file_bytes=1 << 20)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "File too large" in done.stderr
+    assert (tmp_path / "big").stat().st_size <= 1 << 20
 
 
 def test_time_limits_per_cell_and_per_submission(graded):
